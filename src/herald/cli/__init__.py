@@ -1,0 +1,1 @@
+"""herald's command line."""
