@@ -1,0 +1,210 @@
+"""The Kubernetes core objects herald reads, with only the fields herald uses.
+
+Unknown fields are tolerated: these are the same manifests a user applies with kubectl.
+herald's own annotations on a Service are checked here, so a malformed one is reported where
+it was written instead of surfacing later as an allocation failure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from herald.api.base import Condition, CoreModel, ObjectMeta
+
+# The load balancer classes herald serves; a Service with no class is served too.
+LB_CLASS_BGP = "herald.io/bgp"
+LB_CLASS_L2 = "herald.io/l2"
+HERALD_LB_CLASSES = (LB_CLASS_BGP, LB_CLASS_L2)
+
+ANNOTATION_IPS = "herald.io/ips"
+ANNOTATION_SHARING_KEY = "herald.io/sharing-key"
+ANNOTATION_SHARING_CROSS_NAMESPACE = "herald.io/sharing-cross-namespace"
+ANNOTATION_FORWARDING_MODE = "herald.io/forwarding-mode"
+FORWARDING_MODES = ("snat", "dsr")
+
+Protocol = Literal["TCP", "UDP", "SCTP"]
+IPFamily = Literal["IPv4", "IPv6"]
+
+
+class ServicePort(CoreModel):
+    name: str | None = None
+    protocol: Protocol = "TCP"
+    port: int = Field(ge=1, le=65535)
+    target_port: int | str | None = None
+    node_port: int | None = None
+
+
+class ServiceSpec(CoreModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
+    selector: dict[str, str] | None = None
+    ports: tuple[ServicePort, ...] = ()
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    cluster_ips: tuple[str, ...] = Field(default=(), alias="clusterIPs")
+    load_balancer_class: str | None = None
+    load_balancer_ip: str | None = Field(default=None, alias="loadBalancerIP")
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = Field(default=(), alias="externalIPs")
+    external_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
+    session_affinity: Literal["None", "ClientIP"] = "None"
+    ip_families: tuple[IPFamily, ...] = ()
+    ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] = "SingleStack"
+
+    @field_validator("load_balancer_ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value:
+            _parse_ip(value)
+        return value or None
+
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR such as 198.51.100.0/24") from None
+        return value
+
+
+class LoadBalancerIngress(CoreModel):
+    ip: str | None = None
+    hostname: str | None = None
+    ip_mode: Literal["VIP", "Proxy"] | None = None
+
+
+class LoadBalancerStatus(CoreModel):
+    ingress: tuple[LoadBalancerIngress, ...] = ()
+
+
+class ServiceStatus(CoreModel):
+    load_balancer: LoadBalancerStatus = LoadBalancerStatus()
+    conditions: tuple[Condition, ...] = ()
+
+
+class Service(CoreModel):
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Service"] = "Service"
+    metadata: ObjectMeta
+    spec: ServiceSpec = ServiceSpec()
+    status: ServiceStatus = ServiceStatus()
+
+    @field_validator("metadata")
+    @classmethod
+    def _herald_annotations(cls, meta: ObjectMeta) -> ObjectMeta:
+        annotations = meta.annotations
+        if ANNOTATION_IPS in annotations:
+            requested = [ip.strip() for ip in annotations[ANNOTATION_IPS].split(",")]
+            if not all(requested):
+                raise ValueError(
+                    f"annotation {ANNOTATION_IPS}: empty entry; write a comma-separated list "
+                    "of IP addresses such as '203.0.113.10,2001:db8::10'"
+                )
+            for ip in requested:
+                _parse_ip(ip, where=f"annotation {ANNOTATION_IPS}")
+        mode = annotations.get(ANNOTATION_FORWARDING_MODE)
+        if mode is not None and mode not in FORWARDING_MODES:
+            raise ValueError(
+                f"annotation {ANNOTATION_FORWARDING_MODE}: {mode!r} is not a forwarding mode; "
+                f"allowed: {', '.join(FORWARDING_MODES)}"
+            )
+        if ANNOTATION_SHARING_KEY in annotations and not annotations[ANNOTATION_SHARING_KEY]:
+            raise ValueError(f"annotation {ANNOTATION_SHARING_KEY}: must not be empty")
+        return meta
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+
+
+def _parse_ip(text: str, where: str = "") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        prefix = f"{where}: " if where else ""
+        raise ValueError(
+            f"{prefix}{text!r} is not an IP address; write one such as 203.0.113.10 or 2001:db8::10"
+        ) from None
+
+
+class EndpointConditions(CoreModel):
+    # Kubernetes: a nil `ready` means ready, a nil `serving` follows `ready`.
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+class Endpoint(CoreModel):
+    addresses: tuple[str, ...] = Field(min_length=1)
+    conditions: EndpointConditions = EndpointConditions()
+    node_name: str | None = None
+    hostname: str | None = None
+    zone: str | None = None
+
+
+class EndpointPort(CoreModel):
+    name: str | None = None
+    protocol: Protocol = "TCP"
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class EndpointSlice(CoreModel):
+    api_version: Literal["discovery.k8s.io/v1"] = "discovery.k8s.io/v1"
+    kind: Literal["EndpointSlice"] = "EndpointSlice"
+    metadata: ObjectMeta
+    address_type: Literal["IPv4", "IPv6", "FQDN"]
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+    @field_validator("metadata")
+    @classmethod
+    def _names_its_service(cls, meta: ObjectMeta) -> ObjectMeta:
+        if not meta.labels.get(SERVICE_NAME_LABEL):
+            raise ValueError(
+                f"labels: {SERVICE_NAME_LABEL} must name the Service this slice belongs to"
+            )
+        return meta
+
+    @property
+    def service_key(self) -> str:
+        return f"{self.metadata.namespace or 'default'}/{self.metadata.labels[SERVICE_NAME_LABEL]}"
+
+
+class NodeAddress(CoreModel):
+    type: str
+    address: str
+
+
+class NodeSpec(CoreModel):
+    pod_cidr: str | None = Field(default=None, alias="podCIDR")
+    pod_cidrs: tuple[str, ...] = Field(default=(), alias="podCIDRs")
+    unschedulable: bool = False
+
+
+class NodeStatus(CoreModel):
+    addresses: tuple[NodeAddress, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+
+
+class Node(CoreModel):
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Node"] = "Node"
+    metadata: ObjectMeta
+    spec: NodeSpec = NodeSpec()
+    status: NodeStatus = NodeStatus()
+
+
+class Secret(CoreModel):
+    """Holds BGP passwords (key `password`), referenced by BGPPeerConfig.authSecretRef."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Secret"] = "Secret"
+    metadata: ObjectMeta
+    data: dict[str, str] = Field(default_factory=dict, description="Base64-encoded values.")
+    string_data: dict[str, str] = Field(default_factory=dict)
