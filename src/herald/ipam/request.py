@@ -1,0 +1,120 @@
+"""ServiceRequest: what one Service asks of LB-IPAM, reduced from the API object.
+
+The allocator works on these small records rather than on the API models so that its cost
+does not depend on everything else a Service carries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from herald.api.core import (
+    ANNOTATION_IPS,
+    ANNOTATION_SHARING_CROSS_NAMESPACE,
+    ANNOTATION_SHARING_KEY,
+    HERALD_LB_CLASSES,
+    Service,
+)
+from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
+
+# An address as (IP version, integer value): cheaper to hash and compare than ipaddress objects.
+Address = tuple[int, int]
+
+
+def to_address(text: str) -> Address:
+    ip = ipaddress.ip_address(text)
+    return ip.version, int(ip)
+
+
+def address_text(address: Address) -> str:
+    version, value = address
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRequest:
+    key: str
+    namespace: str
+    # Labels as pool selectors see them: the Service's own plus its namespace and name.
+    labels: Mapping[str, str]
+    # Explicitly requested addresses (annotation herald.io/ips or spec.loadBalancerIP).
+    requested: tuple[Address, ...] = ()
+    # Wanted IP versions, in order of preference, and how many of them must be satisfied.
+    families: tuple[int, ...] = (4, 6)
+    policy: str = "SingleStack"
+    sharing_key: str | None = None
+    # Namespaces this Service may share with besides its own ("*": any).
+    sharing_namespaces: frozenset[str] = frozenset()
+    ports: frozenset[tuple[str, int]] = frozenset()
+    load_balancer_class: str | None = None
+    traffic_policy: str = "Cluster"
+    selector: tuple[tuple[str, str], ...] | None = None
+    # Addresses the Service holds now (its status): kept while still valid.
+    current: tuple[Address, ...] = ()
+    # Processing order: older Services first, then by key.
+    order: tuple[str, str] = ("", "")
+
+    def wants(self, version: int) -> bool:
+        if self.requested:
+            return any(v == version for v, _ in self.requested)
+        return version in self.families
+
+
+def is_handled(service: Service) -> bool:
+    """LoadBalancer Services with no class or one of herald's classes."""
+    spec = service.spec
+    return spec.type == "LoadBalancer" and (
+        spec.load_balancer_class is None or spec.load_balancer_class in HERALD_LB_CLASSES
+    )
+
+
+def request_for(service: Service) -> ServiceRequest:
+    meta, spec = service.metadata, service.spec
+    namespace = meta.namespace or "default"
+    annotations = meta.annotations
+    requested: tuple[Address, ...] = ()
+    if ANNOTATION_IPS in annotations:
+        requested = tuple(to_address(ip.strip()) for ip in annotations[ANNOTATION_IPS].split(","))
+    elif spec.load_balancer_ip:
+        requested = (to_address(spec.load_balancer_ip),)
+    families = tuple(4 if family == "IPv4" else 6 for family in spec.ip_families) or (4, 6)
+    if spec.ip_family_policy == "SingleStack" and spec.ip_families:
+        # A single stack named explicitly is that family only; unnamed, IPv4 is preferred
+        # and IPv6 taken when no IPv4 pool serves the Service.
+        families = families[:1]
+    cross = annotations.get(ANNOTATION_SHARING_CROSS_NAMESPACE, "")
+    current = tuple(
+        to_address(ingress.ip)
+        for ingress in service.status.load_balancer.ingress
+        if ingress.ip and _is_ip(ingress.ip)
+    )
+    return ServiceRequest(
+        key=f"{namespace}/{meta.name}",
+        namespace=namespace,
+        labels={**meta.labels, SERVICE_NAMESPACE_KEY: namespace, SERVICE_NAME_KEY: meta.name},
+        requested=requested,
+        families=families,
+        policy=spec.ip_family_policy,
+        sharing_key=annotations.get(ANNOTATION_SHARING_KEY),
+        sharing_namespaces=frozenset(ns.strip() for ns in cross.split(",") if ns.strip()),
+        ports=frozenset((port.protocol, port.port) for port in spec.ports),
+        load_balancer_class=spec.load_balancer_class,
+        traffic_policy=spec.external_traffic_policy,
+        selector=tuple(sorted(spec.selector.items())) if spec.selector is not None else None,
+        current=current,
+        order=(meta.creation_timestamp or "", f"{namespace}/{meta.name}"),
+    )
+
+
+def requests_from_services(services: Iterable[Service]) -> list[ServiceRequest]:
+    return [request_for(service) for service in services if is_handled(service)]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
