@@ -5,12 +5,22 @@ from __future__ import annotations
 import click
 
 from herald import __version__
+from herald.cli.crds import crds
+from herald.cli.demo import demo
+from herald.cli.ipam import ipam
+from herald.cli.validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="herald")
 def cli() -> None:
     """herald: LoadBalancer Services for bare-metal Kubernetes."""
+
+
+cli.add_command(validate)
+cli.add_command(ipam)
+cli.add_command(crds)
+cli.add_command(demo)
 
 
 def main() -> None:
