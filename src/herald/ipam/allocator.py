@@ -49,6 +49,8 @@ class Allocator:
         self._by_sharing_key: dict[str, set[Address]] = {}
         self._allocations: dict[str, Allocation] = {}
         self._pending: set[str] = set()
+        # Services whose allocation changed during the current upsert/remove.
+        self._touched: set[str] = set()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -75,25 +77,26 @@ class Allocator:
 
     def upsert(self, request: ServiceRequest) -> dict[str, Allocation]:
         """Adds or changes one Service; returns every allocation that changed."""
-        before = dict(self._allocations)
+        self._touched.clear()
         holding = self._release_all(request.key)
         self._requests[request.key] = request
         self._held[request.key] = []
         self._restore(request, holding or request.current)
         self._fill(request)
         self._retry_pending(exclude=request.key)
-        return self._changed_since(before)
+        return self._changes()
 
     def remove(self, key: str) -> dict[str, Allocation]:
         """Removes one Service; returns the allocations of others that changed because of it."""
-        before = dict(self._allocations)
+        self._touched.clear()
         self._release_all(key)
         self._requests.pop(key, None)
         self._held.pop(key, None)
         self._allocations.pop(key, None)
         self._pending.discard(key)
+        self._touched.discard(key)
         self._retry_pending()
-        return self._changed_since(before)
+        return self._changes()
 
     # -- the algorithm ---------------------------------------------------------------------
 
@@ -150,14 +153,17 @@ class Allocator:
             self._pending.discard(request.key)
             missing = "; ".join(message for _, message in failures)
             message = f"allocated {', '.join(held)}" + (f" ({missing})" if missing else "")
-            self._allocations[request.key] = Allocation(
-                request.key, held, Reason.SATISFIED, message
-            )
+            self._set(Allocation(request.key, held, Reason.SATISFIED, message))
             return
         self._pending.add(request.key)
         reason, _ = max(failures, key=lambda f: _SPECIFICITY.get(f[0], 4))
         message = "; ".join(message for _, message in failures)
-        self._allocations[request.key] = Allocation(request.key, held, reason, message)
+        self._set(Allocation(request.key, held, reason, message))
+
+    def _set(self, allocation: Allocation) -> None:
+        if self._allocations.get(allocation.service) != allocation:
+            self._allocations[allocation.service] = allocation
+            self._touched.add(allocation.service)
 
     def _claim_specific(self, request: ServiceRequest, address: Address) -> list[Failure]:
         text = address_text(address)
@@ -300,11 +306,8 @@ class Allocator:
         for key in sorted(self._pending - {exclude}, key=lambda k: self._requests[k].order):
             self._fill(self._requests[key])
 
-    def _changed_since(self, before: dict[str, Allocation]) -> dict[str, Allocation]:
-        changed = {k: v for k, v in self._allocations.items() if before.get(k) != v}
-        for key in before.keys() - self._allocations.keys():
-            changed.pop(key, None)
-        return changed
+    def _changes(self) -> dict[str, Allocation]:
+        return {key: self._allocations[key] for key in sorted(self._touched)}
 
 
 def _selector_keys(pool: PoolState) -> set[str]:

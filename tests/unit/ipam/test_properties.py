@@ -162,3 +162,17 @@ def test_incremental_changes_then_restart_keep_every_valid_address(
     for key, allocation in live.items():
         if allocation.satisfied:
             assert restarted[key].ips == allocation.ips, key
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.ip_addresses()
+    | st.integers(0, 2**32 - 1).map(lambda v: ipaddress.IPv6Address(0xFFFF << 32 | v))
+    | st.integers(0, 2**32 - 1).map(ipaddress.IPv6Address)
+)
+def test_address_text_matches_ipaddress(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    from herald.ipam.request import address_text
+
+    assert address_text((address.version, int(address))) == str(address)
