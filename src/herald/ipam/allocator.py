@@ -72,8 +72,14 @@ class Allocator:
             self._requests[request.key] = request
             self._held[request.key] = []
             self._restore(request, request.current)
+        # Specific requests before automatic ones, so an older Service taking "any address"
+        # cannot grab the one a newer Service asked for by name.
         for request in ordered:
-            self._fill(request)
+            if request.requested:
+                self._fill(request)
+        for request in ordered:
+            if not request.requested:
+                self._fill(request)
 
     def upsert(self, request: ServiceRequest) -> dict[str, Allocation]:
         """Adds or changes one Service; returns every allocation that changed."""
