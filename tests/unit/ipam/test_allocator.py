@@ -232,7 +232,7 @@ def test_sharing_refused_with_reasons() -> None:
             "externalTrafficPolicy Cluster",
         ),
     }
-    first = service("a", annotations=SHARE, created="1")
+    first = service("a", annotations=SHARE, created="1", loadBalancerIP="203.0.113.0")
     for name, (second, expected) in cases.items():
         second = dataclasses.replace(second, order=("2", second.key))
         allocations, _ = allocate([pool("p", "203.0.113.0/24")], [first, second])
