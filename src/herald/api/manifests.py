@@ -174,6 +174,10 @@ def describe_error(model: type[BaseModel], error: Any) -> tuple[str, str]:
     if kind == "missing":
         return path, "required field is missing"
     message = message.removeprefix("Value error, ")
+    if path == "metadata" and message.startswith("annotation "):
+        # Annotation checks run on the whole metadata; point at the annotation itself.
+        annotation, _, message = message.removeprefix("annotation ").partition(": ")
+        return f"metadata.annotations[{annotation}]", message
     value = error.get("input")
     if kind != "value_error" and isinstance(value, str | int | float | bool):
         return path, f"got {value!r}: {message}"
