@@ -41,7 +41,7 @@ class Allocator:
         self._selector_keys = sorted(
             {key for pool in self._serving for key in _selector_keys(pool)}
         )
-        self._selection_cache: dict[tuple[str | None, ...], tuple[PoolState, ...]] = {}
+        self._selection_cache: dict[tuple[int | str | None, ...], tuple[PoolState, ...]] = {}
         self._requests: dict[str, ServiceRequest] = {}
         self._holders: dict[Address, list[str]] = {}
         self._pool_of: dict[Address, PoolState] = {}
@@ -71,7 +71,8 @@ class Allocator:
         for request in ordered:
             self._requests[request.key] = request
             self._held[request.key] = []
-            self._restore(request, request.current)
+            if request.current:
+                self._restore(request, request.current)
         # Specific requests before automatic ones, so an older Service taking "any address"
         # cannot grab the one a newer Service asked for by name.
         for request in ordered:
@@ -118,7 +119,7 @@ class Allocator:
             ):
                 continue
             pool = self._serving_pool_of(address)
-            if pool is None or pool not in self._selected(request):
+            if pool is None or pool not in self._selected(request, address[0]):
                 continue
             if self._holder_conflict(request, address) is not None:
                 continue
@@ -176,7 +177,7 @@ class Allocator:
         pool = self._serving_pool_of(address)
         if pool is None:
             return [(Reason.NO_POOL, self._why_not_in_pool(address))]
-        if pool not in self._selected(request):
+        if pool not in self._selected(request, address[0]):
             return [
                 (
                     Reason.POOL_SELECTOR_MISMATCH,
@@ -198,7 +199,7 @@ class Allocator:
     def _claim_any(self, request: ServiceRequest, version: int) -> list[Failure]:
         """Takes one address of `version` for `request`, or says why there is none."""
         family = f"IPv{version}"
-        candidates = [pool for pool in self._selected(request) if pool.has_family(version)]
+        candidates = self._selected(request, version)
         if request.sharing_key is not None:
             for address in sorted(self._by_sharing_key.get(request.sharing_key, ())):
                 pool = self._pool_of[address]
@@ -251,12 +252,16 @@ class Allocator:
 
     # -- bookkeeping -----------------------------------------------------------------------
 
-    def _selected(self, request: ServiceRequest) -> tuple[PoolState, ...]:
-        key = tuple(request.labels.get(label) for label in self._selector_keys)
+    def _selected(self, request: ServiceRequest, version: int) -> tuple[PoolState, ...]:
+        """Serving pools with addresses of `version` that select `request`, oldest first."""
+        # Only the labels some selector looks at matter, so most Services share an entry.
+        key = (version, *(request.labels.get(label) for label in self._selector_keys))
         selected = self._selection_cache.get(key)
         if selected is None:
             selected = tuple(
-                pool for pool in self._serving if matches(pool.selector, request.labels)
+                pool
+                for pool in self._serving
+                if pool.has_family(version) and matches(pool.selector, request.labels)
             )
             self._selection_cache[key] = selected
         return selected
