@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from herald import __version__
+from herald.cli.controller import controller
 from herald.cli.crds import crds
 from herald.cli.demo import demo
+from herald.cli.get import get
 from herald.cli.ipam import ipam
 from herald.cli.validate import validate
 
@@ -21,6 +23,8 @@ cli.add_command(validate)
 cli.add_command(ipam)
 cli.add_command(crds)
 cli.add_command(demo)
+cli.add_command(controller)
+cli.add_command(get)
 
 
 def main() -> None:

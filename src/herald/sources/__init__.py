@@ -1,0 +1,1 @@
+"""Where herald's objects come from: a directory of manifests, or (later) the Kubernetes API."""
