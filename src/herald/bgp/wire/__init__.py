@@ -1,1 +1,112 @@
-"""herald.bgp.wire"""
+"""herald.bgp.wire: the BGP-4 codec. Pure: bytes and a `Negotiated` in, values out.
+
+Each concept has its module: `errors` (NOTIFICATION-carrying errors, RFC 7606 treatments),
+`negotiated` (what the OPEN exchange agreed), `prefix` (NLRI), `capabilities`, `attributes`,
+`header`, `messages` and `framer` (byte stream to whole messages).
+"""
+
+from herald.bgp.wire.attributes import (
+    AS_TRANS,
+    Aggregator,
+    AsPath,
+    AsPathSegment,
+    AttributeType,
+    LargeCommunity,
+    MpReach,
+    MpUnreach,
+    Origin,
+    PathAttributes,
+    SegmentType,
+    UnknownAttribute,
+)
+from herald.bgp.wire.capabilities import (
+    AddPath,
+    AddPathFamily,
+    AddPathMode,
+    Capability,
+    ExtendedMessage,
+    FourOctetAs,
+    GracefulRestart,
+    GracefulRestartFamily,
+    MultiProtocol,
+    RouteRefresh,
+    UnknownCapability,
+    negotiate,
+)
+from herald.bgp.wire.errors import (
+    AppliedTreatment,
+    CodecError,
+    ErrorCode,
+    Treatment,
+)
+from herald.bgp.wire.framer import Framer
+from herald.bgp.wire.messages import (
+    Decoded,
+    Keepalive,
+    Message,
+    Notification,
+    Open,
+    Update,
+    decode_message,
+    encode_message,
+)
+from herald.bgp.wire.messages import RouteRefresh as RouteRefreshMessage
+from herald.bgp.wire.negotiated import (
+    INITIAL,
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    Afi,
+    Family,
+    Negotiated,
+    Safi,
+)
+from herald.bgp.wire.prefix import Prefix
+
+__all__ = [
+    "AS_TRANS",
+    "INITIAL",
+    "IPV4_UNICAST",
+    "IPV6_UNICAST",
+    "AddPath",
+    "AddPathFamily",
+    "AddPathMode",
+    "Afi",
+    "Aggregator",
+    "AppliedTreatment",
+    "AsPath",
+    "AsPathSegment",
+    "AttributeType",
+    "Capability",
+    "CodecError",
+    "Decoded",
+    "ErrorCode",
+    "ExtendedMessage",
+    "Family",
+    "FourOctetAs",
+    "Framer",
+    "GracefulRestart",
+    "GracefulRestartFamily",
+    "Keepalive",
+    "LargeCommunity",
+    "Message",
+    "MpReach",
+    "MpUnreach",
+    "MultiProtocol",
+    "Negotiated",
+    "Notification",
+    "Open",
+    "Origin",
+    "PathAttributes",
+    "Prefix",
+    "RouteRefresh",
+    "RouteRefreshMessage",
+    "Safi",
+    "SegmentType",
+    "Treatment",
+    "UnknownAttribute",
+    "UnknownCapability",
+    "Update",
+    "decode_message",
+    "encode_message",
+    "negotiate",
+]
