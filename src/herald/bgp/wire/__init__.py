@@ -29,7 +29,7 @@ from herald.bgp.wire.capabilities import (
     GracefulRestart,
     GracefulRestartFamily,
     MultiProtocol,
-    RouteRefresh,
+    RouteRefreshCapability,
     UnknownCapability,
     negotiate,
 )
@@ -46,11 +46,11 @@ from herald.bgp.wire.messages import (
     Message,
     Notification,
     Open,
+    RouteRefresh,
     Update,
     decode_message,
     encode_message,
 )
-from herald.bgp.wire.messages import RouteRefresh as RouteRefreshMessage
 from herald.bgp.wire.negotiated import (
     INITIAL,
     IPV4_UNICAST,
@@ -99,7 +99,7 @@ __all__ = [
     "PathAttributes",
     "Prefix",
     "RouteRefresh",
-    "RouteRefreshMessage",
+    "RouteRefreshCapability",
     "Safi",
     "SegmentType",
     "Treatment",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from herald.bgp.wire.errors import OpenError, OpenSubcode
 from herald.bgp.wire.negotiated import IPV4_UNICAST, Family, Negotiated
@@ -58,34 +58,32 @@ class MultiProtocol:
         return cls(family)
 
 
+class _Presence:
+    """A capability whose presence is all it says: an empty value."""
+
+    code: ClassVar[int]
+
+    def value(self) -> bytes:
+        return b""
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        _expect_end(_reader(data, cls.__name__), cls.__name__)
+        return cls()
+
+
 @dataclass(frozen=True)
-class RouteRefresh:
+class RouteRefreshCapability(_Presence):
     """RFC 2918."""
 
     code: ClassVar[int] = CapabilityCode.ROUTE_REFRESH
 
-    def value(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode(cls, data: bytes) -> RouteRefresh:
-        _expect_end(_reader(data, "route refresh capability"), "route refresh capability")
-        return cls()
-
 
 @dataclass(frozen=True)
-class ExtendedMessage:
+class ExtendedMessage(_Presence):
     """RFC 8654: messages up to 65535 octets once both sides advertise it."""
 
     code: ClassVar[int] = CapabilityCode.EXTENDED_MESSAGE
-
-    def value(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode(cls, data: bytes) -> ExtendedMessage:
-        _expect_end(_reader(data, "extended message capability"), "extended message capability")
-        return cls()
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ class UnknownCapability:
 
 Capability = (
     MultiProtocol
-    | RouteRefresh
+    | RouteRefreshCapability
     | ExtendedMessage
     | FourOctetAs
     | GracefulRestart
@@ -199,7 +197,7 @@ Capability = (
 
 _DECODERS: dict[int, Callable[[bytes], Capability]] = {
     CapabilityCode.MULTIPROTOCOL: MultiProtocol.decode,
-    CapabilityCode.ROUTE_REFRESH: RouteRefresh.decode,
+    CapabilityCode.ROUTE_REFRESH: RouteRefreshCapability.decode,
     CapabilityCode.EXTENDED_MESSAGE: ExtendedMessage.decode,
     CapabilityCode.GRACEFUL_RESTART: GracefulRestart.decode,
     CapabilityCode.FOUR_OCTET_AS: FourOctetAs.decode,

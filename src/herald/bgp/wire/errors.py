@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from herald.bgp.wire.negotiated import Family
+
 
 class ErrorCode(IntEnum):
     """NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313 for route refresh)."""
@@ -146,3 +148,7 @@ class AppliedTreatment:
     @property
     def code(self) -> ErrorCode:
         return ErrorCode.UPDATE_MESSAGE
+
+    @property
+    def family(self) -> Family:
+        return Family(self.afi, self.safi)
