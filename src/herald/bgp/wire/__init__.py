@@ -52,6 +52,7 @@ from herald.bgp.wire.messages import (
     encode_message,
 )
 from herald.bgp.wire.negotiated import (
+    EXTENDED_MAX_MESSAGE_SIZE,
     INITIAL,
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -64,6 +65,7 @@ from herald.bgp.wire.prefix import Prefix
 
 __all__ = [
     "AS_TRANS",
+    "EXTENDED_MAX_MESSAGE_SIZE",
     "INITIAL",
     "IPV4_UNICAST",
     "IPV6_UNICAST",
