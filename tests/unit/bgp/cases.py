@@ -463,6 +463,30 @@ MALFORMED: list[Case] = [
         treatments=((TAW, 3),),
     ),
     Case(
+        "next-hop-unspecified",
+        "NEXT_HOP 0.0.0.0 is not a host address (RFC 4271 §6.3, RFC 7606 §7.3)",
+        hex=update_hex(ORIGIN_IGP + AS_PATH_64512 + attr(0x40, 3, "00000000"), NLRI_VIP),
+        treatments=((TAW, 3),),
+    ),
+    Case(
+        "communities-empty",
+        "COMMUNITIES of length 0 (RFC 7606 §7.8: a non-zero multiple of 4)",
+        hex=update_hex(BASE + attr(0xC0, 8, ""), NLRI_VIP),
+        treatments=((TAW, 8),),
+    ),
+    Case(
+        "large-communities-empty",
+        "LARGE_COMMUNITIES of length 0 (RFC 8092 §5)",
+        hex=update_hex(BASE + attr(0xC0, 32, ""), NLRI_VIP),
+        treatments=((TAW, 32),),
+    ),
+    Case(
+        "cluster-list-empty",
+        "CLUSTER_LIST of length 0 (RFC 7606 §7.10)",
+        hex=update_hex(BASE + attr(0x80, 10, ""), NLRI_VIP),
+        treatments=((TAW, 10),),
+    ),
+    Case(
         "med-bad-length",
         "MULTI_EXIT_DISC of 3 octets",
         hex=update_hex(BASE + attr(0x80, 4, "000001"), NLRI_VIP),

@@ -43,12 +43,12 @@ def golden_for(case: Case) -> dict[str, Any]:
 
 
 def main() -> None:
+    goldens = {case.name: golden_for(case) for case in ALL}  # all checked before any write
     GOLDEN_DIR.mkdir(exist_ok=True)
     for old in GOLDEN_DIR.glob("*.json"):
         old.unlink()
-    for case in ALL:
-        path = GOLDEN_DIR / f"{case.name}.json"
-        path.write_text(json.dumps(golden_for(case), indent=1) + "\n")
+    for name, golden in goldens.items():
+        (GOLDEN_DIR / f"{name}.json").write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {len(ALL)} golden files to {GOLDEN_DIR}")
 
 

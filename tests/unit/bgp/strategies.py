@@ -56,6 +56,7 @@ u32 = st.integers(0, 0xFFFF_FFFF)
 small = {"max_size": 4}
 families = st.sampled_from([IPV4_UNICAST, IPV6_UNICAST])
 ipv4 = st.builds(IPv4Address, u32)
+unicast_ipv4 = st.builds(IPv4Address, st.integers(1, 0xDFFF_FFFF))
 ipv6 = st.builds(IPv6Address, st.integers(0, 2**128 - 1))
 
 
@@ -105,20 +106,20 @@ def path_attributes(
     return PathAttributes(
         origin=maybe(st.sampled_from(Origin), announces),  # type: ignore[arg-type]
         as_path=maybe(as_paths(two_octet), announces),  # type: ignore[arg-type]
-        next_hop=maybe(ipv4, nlri),  # type: ignore[arg-type]
+        next_hop=maybe(unicast_ipv4, nlri),  # type: ignore[arg-type]
         med=maybe(u32),  # type: ignore[arg-type]
         local_pref=maybe(u32),  # type: ignore[arg-type]
         atomic_aggregate=draw(st.booleans()),
         # Towards a 2-octet speaker an AGGREGATOR below 65536 marks AS4_PATH stale (RFC
         # 6793 §4.2.3), so a round trip only holds without one.
         aggregator=None if two_octet else maybe(st.builds(Aggregator, u32, ipv4)),  # type: ignore[arg-type]
-        communities=maybe(st.lists(u32, **small).map(tuple)),  # type: ignore[arg-type]
+        communities=maybe(st.lists(u32, min_size=1, max_size=4).map(tuple)),  # type: ignore[arg-type]
         originator_id=maybe(ipv4),  # type: ignore[arg-type]
-        cluster_list=maybe(st.lists(ipv4, **small).map(tuple)),  # type: ignore[arg-type]
+        cluster_list=maybe(st.lists(ipv4, min_size=1, max_size=4).map(tuple)),  # type: ignore[arg-type]
         mp_reach=reach,
         mp_unreach=maybe(mp_unreach(negotiated)),  # type: ignore[arg-type]
         large_communities=maybe(  # type: ignore[arg-type]
-            st.lists(st.builds(LargeCommunity, u32, u32, u32), **small).map(tuple)
+            st.lists(st.builds(LargeCommunity, u32, u32, u32), min_size=1, max_size=4).map(tuple)
         ),
         unknown=tuple(
             draw(

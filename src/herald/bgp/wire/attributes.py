@@ -196,10 +196,11 @@ def _fixed(value: bytes, size: int, what: str) -> None:
 
 
 def _multiple(value: bytes, size: int, what: str) -> None:
-    if len(value) % size:
+    # RFC 7606 §7.8, §7.10 and RFC 8092 §5: a list attribute is never empty.
+    if not value or len(value) % size:
         raise _Malformed(
             UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
-            f"{what} length {len(value)} is not a multiple of {size}",
+            f"{what} length {len(value)} is not a non-zero multiple of {size}",
         )
 
 
@@ -285,7 +286,12 @@ def _decode_ipv4(value: bytes, what: str) -> IPv4Address:
 
 
 def _decode_next_hop(value: bytes, _: Negotiated) -> IPv4Address:
-    return _decode_ipv4(value, "NEXT_HOP")
+    address = _decode_ipv4(value, "NEXT_HOP")
+    # RFC 4271 §6.3: syntactically a next hop must be a unicast host address. Whether it is
+    # our own address is the speaker's check, not the codec's.
+    if address.is_unspecified or address.is_multicast or address == IPv4Address(0xFFFFFFFF):
+        raise _Malformed(UpdateSubcode.INVALID_NEXT_HOP_ATTRIBUTE, f"NEXT_HOP {address}")
+    return address
 
 
 def _decode_originator_id(value: bytes, _: Negotiated) -> IPv4Address:
@@ -542,7 +548,9 @@ def _wire_values(attributes: PathAttributes, negotiated: Negotiated) -> dict[int
     values: dict[int, Any] = {}
     for f in fields(attributes):
         value = getattr(attributes, f.name)
-        if f.name in _FIELD_TYPES and value is not None and value is not False:
+        # An empty list attribute would be malformed on the wire (RFC 7606), so it is absent.
+        absent = value is None or value is False or value == ()
+        if f.name in _FIELD_TYPES and not absent:
             values[_FIELD_TYPES[f.name]] = value
     if not negotiated.four_octet_as:
         if attributes.as_path is not None and attributes.as_path.needs_as4:

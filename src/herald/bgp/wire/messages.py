@@ -94,6 +94,8 @@ class Update:
     nlri: tuple[Prefix, ...] = ()
 
     def encode(self, negotiated: Negotiated = INITIAL) -> bytes:
+        if any(p.network.version != 4 for p in self.withdrawn + self.nlri):
+            raise ValueError("only IPv4 prefixes go in withdrawn/nlri; others in MP_(UN)REACH")
         add_path = IPV4_UNICAST in negotiated.add_path_send
         withdrawn = encode_prefixes(self.withdrawn, add_path)
         attributes = encode_attributes(self.attributes, negotiated)
