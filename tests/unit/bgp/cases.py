@@ -617,6 +617,22 @@ MALFORMED: list[Case] = [
         treatments=((TAW, 8),),
     ),
     Case(
+        "treat-as-withdraw-mixed-families",
+        "treat-as-withdraw with MP_REACH IPv6 and MP_UNREACH IPv4: one UPDATE cannot say "
+        "both withdrawals, so herald resets the session (a documented limitation)",
+        hex=update_hex(
+            attr(
+                0x80, 14, "000201" + "10" + "20010db8" + "00" * 11 + "21" + "00" + "3020010db80020"
+            )
+            + attr(0x80, 15, "000101" + NLRI_VIP)
+            + ORIGIN_IGP
+            + AS_PATH_64512
+            + attr(0xC0, 8, "fde800")
+        ),
+        negotiated=DUAL,
+        error=(3, 1),
+    ),
+    Case(
         "unknown-optional-transitive-no-partial",
         "unknown optional transitive attribute without Partial: kept, Partial set on re-send",
         hex=update_hex(BASE + attr(0xC0, 99, "0102"), NLRI_VIP),
