@@ -37,7 +37,6 @@ from herald.bgp.wire import (
     Notification,
     Open,
     RouteRefresh,
-    RouteRefreshCapability,
     Update,
     negotiate,
 )
@@ -173,10 +172,8 @@ class SessionConfig:
     bgp_identifier: IPv4Address
     hold_time: int = 90
     connect_retry_time: float = 120.0
-    capabilities: tuple[Capability, ...] = (
-        MultiProtocol(IPV4_UNICAST),
-        RouteRefreshCapability(),
-    )
+    # Only what the session can honour today: route refresh waits for the speaker.
+    capabilities: tuple[Capability, ...] = (MultiProtocol(IPV4_UNICAST),)
 
     @property
     def ibgp(self) -> bool:
@@ -247,8 +244,8 @@ class Fsm:
     peer_open: Open | None = None
     connect_retry_counter: int = 0
     hold_time: int = 0
-    _deadlines: dict[Timer, float] = field(default_factory=dict)
-    _actions: list[Action] = field(default_factory=list)
+    _deadlines: dict[Timer, float] = field(default_factory=dict, init=False, repr=False)
+    _actions: list[Action] = field(default_factory=list, init=False, repr=False)
 
     # inputs
 

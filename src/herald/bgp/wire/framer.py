@@ -17,8 +17,11 @@ class Framer:
     `max_message_size` after the OPEN and before asking for the next frame.
 
     A header is checked as soon as its 19 octets are in, so no message larger than the
-    limit is ever waited for. After an error the framer stays failed: the stream has lost
-    its framing and the session must close.
+    limit is ever waited for: the incomplete tail of the buffer stays below
+    `max_message_size`, and everything before it is whole frames waiting to be taken.
+
+    After an error the framer stays failed: the stream has lost its framing and the session
+    must close.
     """
 
     def __init__(self, max_message_size: int = STANDARD_MAX_MESSAGE_SIZE) -> None:
