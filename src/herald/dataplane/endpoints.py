@@ -18,4 +18,4 @@ def usable_backends(service: DataplaneService, node: str) -> tuple[Backend, ...]
     ready = tuple(b for b in candidates if b.ready)
     if not ready:
         ready = tuple(b for b in candidates if b.serving and b.terminating)
-    return tuple(sorted(set(ready)))
+    return tuple(sorted(set(ready), key=lambda b: (b.version, b.address.packed, b.node)))

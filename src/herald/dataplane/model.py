@@ -36,7 +36,7 @@ class ForwardingMode(StrEnum):
     DSR = "dsr"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Backend:
     """One endpoint address of a Service, with its EndpointSlice conditions.
 
