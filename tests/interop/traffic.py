@@ -1,0 +1,142 @@
+"""Backend and client programs run inside lab namespaces (`python traffic.py serve|connect`).
+
+The backend answers every HTTP request with its own name and the client address it saw, so
+a test learns which backend took a connection and whether the client address survived.
+The client opens a bounded number of connections, one after the other, and writes a JSON
+summary to a file (the process runs in another namespace; a file is the simplest channel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import socket
+import socketserver
+import time
+from pathlib import Path
+
+
+class Handler(socketserver.StreamRequestHandler):
+    server: Server
+
+    def handle(self) -> None:
+        self.connection.settimeout(30)
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        body = f"{self.server.name} {self.client_address[0]}\n".encode()
+        head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        self.wfile.write(head + body)
+
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 512
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name = name
+        super().__init__(("0.0.0.0", port), Handler)
+
+
+def request(vip: str, port: int, source: str | None, sport: int, timeout: float) -> tuple[str, str]:
+    """One HTTP exchange; returns (backend name, client address the backend saw)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.settimeout(timeout)
+        if source or sport:
+            sock.bind((source or "0.0.0.0", sport))
+        sock.connect((vip, port))
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return parse(receive(sock))
+
+
+def receive(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def parse(data: bytes) -> tuple[str, str]:
+    name, seen = data.split(b"\r\n\r\n", 1)[1].decode().split()
+    return name, seen
+
+
+def connect(args: argparse.Namespace) -> dict[str, object]:
+    backends: collections.Counter[str] = collections.Counter()
+    seen: dict[str, set[str]] = collections.defaultdict(set)
+    errors: collections.Counter[str] = collections.Counter()
+    by_sport = {}
+    started = time.monotonic()
+    for i in range(args.count):
+        sport = args.sport + i if args.sport else 0
+        try:
+            name, address = request(args.vip, args.port, args.source, sport, args.timeout)
+        except OSError as error:
+            errors[type(error).__name__] += 1
+            continue
+        backends[name] += 1
+        seen[name].add(address)
+        if sport:
+            by_sport[sport] = name
+    return {
+        "backends": dict(backends),
+        "seen": {k: sorted(v) for k, v in seen.items()},
+        "errors": dict(errors),
+        "by_sport": by_sport,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def hold(args: argparse.Namespace) -> dict[str, object]:
+    """Open connections, wait for the `go` file, then finish them: in-flight requests."""
+    socks = []
+    for _ in range(args.count):
+        sock = socket.create_connection((args.vip, args.port), timeout=args.timeout)
+        sock.sendall(b"GET / HTTP/1.0\r\n")
+        socks.append(sock)
+    Path(args.out + ".ready").write_text("")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(args.out + ".go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    backends: collections.Counter[str] = collections.Counter()
+    errors = 0
+    for sock in socks:
+        try:
+            sock.settimeout(5)
+            sock.sendall(b"\r\n")
+            backends[parse(receive(sock))[0]] += 1
+        except OSError:
+            errors += 1
+        finally:
+            sock.close()
+    return {"backends": dict(backends), "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve")
+    serve.add_argument("--name", required=True)
+    serve.add_argument("--port", type=int, default=8080)
+    for name in ("connect", "hold"):
+        client = sub.add_parser(name)
+        client.add_argument("--vip", required=True)
+        client.add_argument("--port", type=int, default=80)
+        client.add_argument("--count", type=int, default=1)
+        client.add_argument("--source")
+        client.add_argument("--sport", type=int, default=0)
+        client.add_argument("--timeout", type=float, default=2.0)
+        client.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if args.command == "serve":
+        Server(args.name, args.port).serve_forever()
+        return
+    result = connect(args) if args.command == "connect" else hold(args)
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
