@@ -16,12 +16,18 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import ip_address
 from pathlib import Path
 
 from herald.dataplane.apply import Datapath, Nft
-from herald.dataplane.model import Backend, DataplaneService, NodeContext
+from herald.dataplane.model import (
+    Backend,
+    DataplaneService,
+    NodeContext,
+    Protocol,
+    ServicePort,
+)
 from herald.lab.netns import Lab
 
 TRAFFIC = str(Path(__file__).with_name("traffic.py"))
@@ -32,7 +38,17 @@ CLIENT = "198.51.100.10"
 OTHER_CLIENT = "198.51.100.20"
 VIP = "203.0.113.10"
 BACKENDS = tuple(Backend(ip_address(addr), node) for node, addr in PODS.values())
-NAME_OF = {addr: pod for pod, (_, addr) in PODS.items()}
+WEB = DataplaneService(
+    key="default/web",
+    vips=(ip_address(VIP),),
+    ports=(ServicePort("http", Protocol.TCP, 80, 8080),),
+    backends=BACKENDS,
+)
+
+
+def web(**changes: object) -> DataplaneService:
+    """The test service, with `changes` to its fields."""
+    return replace(WEB, **changes)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -8,33 +8,17 @@ import time
 from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dataplane_cluster import BACKENDS, VIP, Cluster
+from dataplane_cluster import BACKENDS, Cluster, web
 
 from herald.dataplane.apply import ApplyError, Datapath, Nft
 from herald.dataplane.model import (
     DataplaneService,
     ForwardingMode,
-    Protocol,
-    ServicePort,
 )
 
 pytestmark = pytest.mark.netns
-
-HTTP = ServicePort("http", Protocol.TCP, 80, 8080)
-
-
-def web(**changes: Any) -> DataplaneService:
-    fields: dict[str, Any] = {
-        "key": "default/web",
-        "vips": (ip_address(VIP),),
-        "ports": (HTTP,),
-        "backends": BACKENDS,
-    }
-    fields.update(changes)
-    return DataplaneService(**fields)
 
 
 def other(index: int) -> DataplaneService:

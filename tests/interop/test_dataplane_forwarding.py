@@ -1,33 +1,16 @@
 from __future__ import annotations
 
-from ipaddress import ip_address, ip_network
-from typing import Any
+from ipaddress import ip_network
 
 import pytest
-from dataplane_cluster import BACKENDS, CLIENT, NODES, OTHER_CLIENT, VIP, Cluster
+from dataplane_cluster import CLIENT, NODES, OTHER_CLIENT, Cluster, web
 
 from herald.dataplane.model import (
-    DataplaneService,
-    Protocol,
-    ServicePort,
     SessionAffinity,
     TrafficPolicy,
 )
 
 pytestmark = pytest.mark.netns
-
-HTTP = ServicePort("http", Protocol.TCP, 80, 8080)
-
-
-def web(**changes: Any) -> DataplaneService:
-    fields: dict[str, Any] = {
-        "key": "default/web",
-        "vips": (ip_address(VIP),),
-        "ports": (HTTP,),
-        "backends": BACKENDS,
-    }
-    fields.update(changes)
-    return DataplaneService(**fields)
 
 
 def test_spread_over_three_backends_is_even(cluster: Cluster) -> None:
