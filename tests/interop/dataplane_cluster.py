@@ -4,8 +4,10 @@
                                               │                        └── p1b 198.18.1.3
                                               └── n2 (192.0.2.22) ── cbr0 ── p2a 198.18.2.2
 
-r1 routes the VIP range 203.0.113.0/24 to one node at a time (`Cluster.via`). Every pod runs
-traffic.py's backend on port 8080. Teardown (namespaces, processes by pid) always runs.
+Every link also carries IPv6 (2001:db8:100::/64 clients, 2001:db8:2::/64 nodes,
+2001:db8:18:N::/64 pods). r1 routes the VIP ranges 203.0.113.0/24 and 2001:db8:113::/64 to
+one node at a time (`Cluster.via`). Every pod runs traffic.py's backend on port 8080.
+Teardown (namespaces, processes by pid) always runs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,21 @@ PODS = {"p1a": ("n1", "198.18.1.2"), "p1b": ("n1", "198.18.1.3"), "p2a": ("n2", 
 CLIENT = "198.51.100.10"
 OTHER_CLIENT = "198.51.100.20"
 VIP = "203.0.113.10"
+CLIENT6 = "2001:db8:100::10"
+VIP6 = "2001:db8:113::10"
 BACKENDS = tuple(Backend(ip_address(addr), node) for node, addr in PODS.values())
+
+
+def v6(v4: str) -> str:
+    """The IPv6 twin of a lab address: 198.18.1.2 -> 2001:db8:18:1::2, 192.0.2.21 ->
+    2001:db8:2::21, 198.51.100.10 -> 2001:db8:100::10."""
+    a, b, c, d = v4.split(".")
+    if a == "198" and b == "18":
+        return f"2001:db8:18:{c}::{d}"
+    return f"2001:db8:{c}::{d}"
+
+
+BACKENDS6 = tuple(Backend(ip_address(v6(addr)), node) for node, addr in PODS.values())
 WEB = DataplaneService(
     key="default/web",
     vips=(ip_address(VIP),),
@@ -63,11 +79,11 @@ class Cluster:
 
     def via(self, node: str) -> None:
         self.lab.route("r1", "203.0.113.0/24", "via", NODES[node][0])
+        self.lab.route("r1", "2001:db8:113::/64", "via", v6(NODES[node][0]))
 
     def client_argv(self, mode: str, out: Path, count: int, **options: object) -> list[str]:
-        argv = [sys.executable, TRAFFIC, mode, "--vip", VIP, "--count", str(count)]
-        argv += ["--out", str(out)]
-        for key, value in options.items():
+        argv = [sys.executable, TRAFFIC, mode, "--count", str(count), "--out", str(out)]
+        for key, value in {"vip": VIP, **options}.items():
             argv += [f"--{key}", str(value)]
         return argv
 
@@ -91,38 +107,49 @@ def build(lab: Lab) -> None:
     for host in ("r1", "n1", "n2"):
         lab.host(host, forwarding=True)
     lab.link("c1", "eth0", "r1", "eth1")
-    lab.address("c1", "eth0", f"{CLIENT}/24")
+    dual_address(lab, "c1", "eth0", CLIENT)
     lab.address("c1", "eth0", f"{OTHER_CLIENT}/24")
-    lab.route("c1", "default", "via", "198.51.100.1")
-    lab.address("r1", "eth1", "198.51.100.1/24")
+    dual_route(lab, "c1", "default", "198.51.100.1")
+    dual_address(lab, "r1", "eth1", "198.51.100.1")
     segment = []
     for host, address in (("r1", "192.0.2.1"), *((n, a) for n, (a, _) in NODES.items())):
         lab.link("sw", host, host, "eth0")
-        lab.address(host, "eth0", f"{address}/24")
+        dual_address(lab, host, "eth0", address)
         segment.append(host)
     lab.bridge("sw", "br0", segment)
     for node, (_, index) in NODES.items():
         lab.bridge(node, "cbr0")
-        lab.address(node, "cbr0", f"198.18.{index}.1/24")
-        lab.route(node, "default", "via", "192.0.2.1")
+        dual_address(lab, node, "cbr0", f"198.18.{index}.1")
+        dual_route(lab, node, "default", "192.0.2.1")
         for other, (address, other_index) in NODES.items():
             if other != node:
                 lab.route(node, f"198.18.{other_index}.0/24", "via", address)
+                lab.route(node, f"2001:db8:18:{other_index}::/64", "via", v6(address))
     for pod, (node, address) in PODS.items():
         lab.host(pod)
         lab.link(node, pod, pod, "eth0")
         lab.ip(node, "link", "set", pod, "master", "cbr0")
-        lab.address(pod, "eth0", f"{address}/24")
-        lab.route(pod, "default", "via", address.rsplit(".", 1)[0] + ".1")
+        dual_address(lab, pod, "eth0", address)
+        dual_route(lab, pod, "default", address.rsplit(".", 1)[0] + ".1")
         lab.spawn(pod, [sys.executable, TRAFFIC, "serve", "--name", pod])
     for pod in PODS:
         wait_listening(lab, pod)
 
 
+def dual_address(lab: Lab, host: str, device: str, address: str) -> None:
+    lab.address(host, device, f"{address}/24")
+    lab.address(host, device, f"{v6(address)}/64")
+
+
+def dual_route(lab: Lab, host: str, destination: str, gateway: str) -> None:
+    lab.route(host, destination, "via", gateway)
+    lab.route(host, "::/0" if destination == "default" else destination, "via", v6(gateway))
+
+
 def wait_listening(lab: Lab, pod: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if ":8080" in lab.exec(pod, "ss", "-ltnH").stdout:
+        if lab.exec(pod, "ss", "-ltnH").stdout.count(":8080") == 2:
             return
         time.sleep(0.05)
     raise RuntimeError(f"backend in {pod} did not start listening")
@@ -132,7 +159,9 @@ def wait_listening(lab: Lab, pod: str) -> None:
 def running_cluster(scratch: Path) -> Iterator[Cluster]:
     with Lab(prefix="hd-dp") as lab:
         build(lab)
-        addresses = tuple((n, ip_address(a)) for n, (a, _) in NODES.items())
+        addresses = tuple(
+            (n, ip_address(address)) for n, (a, _) in NODES.items() for address in (a, v6(a))
+        )
         nodes = {
             node: Datapath(NodeContext(node, SEED, addresses, "eth0"), Nft(lab.ns(node)))
             for node in NODES

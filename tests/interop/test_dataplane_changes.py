@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
-from dataplane_cluster import BACKENDS, Cluster, web
+from dataplane_cluster import BACKENDS, BACKENDS6, CLIENT6, VIP6, Cluster, web
 
 from herald.dataplane.apply import ApplyError, Datapath, Nft
 from herald.dataplane.model import (
@@ -150,4 +149,15 @@ def test_dsr_forwards_to_the_owning_node_and_keeps_the_client(cluster: Cluster) 
     assert result["errors"] == {}
     assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
     assert {a for v in result["seen"].values() for a in v} == {"198.51.100.10"}
-    assert re.fullmatch(r"\d+", str(result["backends"]["p2a"]))
+
+
+def test_dsr_over_ipv6(cluster: Cluster) -> None:
+    dsr = web(vips=(ip_address(VIP6),), backends=BACKENDS6, forwarding_mode=ForwardingMode.DSR)
+    cluster.apply([dsr])
+    try:
+        result = cluster.connect(300, vip=VIP6)
+    finally:
+        cluster.apply([web()])
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
+    assert {a for v in result["seen"].values() for a in v} == {CLIENT6}

@@ -1,9 +1,21 @@
 from __future__ import annotations
 
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 
 import pytest
-from dataplane_cluster import CLIENT, NODES, OTHER_CLIENT, Cluster, web
+from dataplane_cluster import (
+    BACKENDS,
+    BACKENDS6,
+    CLIENT,
+    CLIENT6,
+    NODES,
+    OTHER_CLIENT,
+    VIP,
+    VIP6,
+    Cluster,
+    v6,
+    web,
+)
 
 from herald.dataplane.model import (
     SessionAffinity,
@@ -91,3 +103,26 @@ def test_counters_count_service_traffic(cluster: Cluster) -> None:
     # At least SYN, ACK+request, ACK of the reply and FIN per connection.
     assert after.packets - before.packets >= 40
     assert after.bytes > before.bytes
+
+
+def test_dual_stack_service_over_ipv6(cluster: Cluster) -> None:
+    dual = web(vips=(ip_address(VIP), ip_address(VIP6)), backends=BACKENDS + BACKENDS6)
+    cluster.apply([dual])
+    result = cluster.connect(300, vip=VIP6)
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
+    assert result["seen"]["p2a"] == [v6(NODES["n1"][0])]
+    assert cluster.connect(30)["errors"] == {}, "IPv4 still works"
+
+
+def test_ipv6_local_policy_keeps_the_client(cluster: Cluster) -> None:
+    local = web(
+        vips=(ip_address(VIP6),),
+        backends=BACKENDS6,
+        external_traffic_policy=TrafficPolicy.LOCAL,
+    )
+    cluster.apply([local])
+    result = cluster.connect(100, vip=VIP6)
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b"]
+    assert {a for v in result["seen"].values() for a in v} == {CLIENT6}

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import socketserver
+import threading
 import time
 from pathlib import Path
 
@@ -35,18 +36,33 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     request_queue_size = 512
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, address: str, port: int) -> None:
         self.name = name
-        super().__init__(("0.0.0.0", port), Handler)
+        if ":" in address:
+            self.address_family = socket.AF_INET6
+        super().__init__((address, port), Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            # Separate IPv4 and IPv6 listeners: v4-mapped addresses would hide the family.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+def serve(name: str, port: int) -> None:
+    servers = [Server(name, address, port) for address in ("0.0.0.0", "::")]
+    threading.Thread(target=servers[1].serve_forever, daemon=True).start()
+    servers[0].serve_forever()
 
 
 def request(vip: str, port: int, source: str | None, sport: int, timeout: float) -> tuple[str, str]:
     """One HTTP exchange; returns (backend name, client address the backend saw)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.settimeout(timeout)
         if source or sport:
-            sock.bind((source or "0.0.0.0", sport))
+            sock.bind((source or ("::" if ":" in vip else "0.0.0.0"), sport))
         sock.connect((vip, port))
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         return parse(receive(sock))
@@ -118,9 +134,9 @@ def hold(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve")
-    serve.add_argument("--name", required=True)
-    serve.add_argument("--port", type=int, default=8080)
+    server = sub.add_parser("serve")
+    server.add_argument("--name", required=True)
+    server.add_argument("--port", type=int, default=8080)
     for name in ("connect", "hold"):
         client = sub.add_parser(name)
         client.add_argument("--vip", required=True)
@@ -132,7 +148,7 @@ def main() -> None:
         client.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.command == "serve":
-        Server(args.name, args.port).serve_forever()
+        serve(args.name, args.port)
         return
     result = connect(args) if args.command == "connect" else hold(args)
     Path(args.out).write_text(json.dumps(result))
