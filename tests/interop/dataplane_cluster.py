@@ -84,7 +84,7 @@ class Cluster:
     def client_argv(self, mode: str, out: Path, count: int, **options: object) -> list[str]:
         argv = [sys.executable, TRAFFIC, mode, "--count", str(count), "--out", str(out)]
         for key, value in {"vip": VIP, **options}.items():
-            argv += [f"--{key}", str(value)]
+            argv += [f"--{key}"] if value is True else [f"--{key}", str(value)]
         return argv
 
     def connect(self, count: int, **options: object) -> dict[str, object]:
@@ -149,7 +149,7 @@ def dual_route(lab: Lab, host: str, destination: str, gateway: str) -> None:
 def wait_listening(lab: Lab, pod: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if lab.exec(pod, "ss", "-ltnH").stdout.count(":8080") == 2:
+        if lab.exec(pod, "ss", "-ltunH").stdout.count(":8080") == 4:
             return
         time.sleep(0.05)
     raise RuntimeError(f"backend in {pod} did not start listening")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_address, ip_network
 
 import pytest
@@ -18,6 +19,8 @@ from dataplane_cluster import (
 )
 
 from herald.dataplane.model import (
+    Protocol,
+    ServicePort,
     SessionAffinity,
     TrafficPolicy,
 )
@@ -126,3 +129,14 @@ def test_ipv6_local_policy_keeps_the_client(cluster: Cluster) -> None:
     assert result["errors"] == {}
     assert sorted(result["backends"]) == ["p1a", "p1b"]
     assert {a for v in result["seen"].values() for a in v} == {CLIENT6}
+
+
+def test_udp_service(cluster: Cluster) -> None:
+    dns = web(ports=(ServicePort("dns", Protocol.UDP, 53, 8080),))
+    cluster.apply([dns])
+    result = cluster.connect(300, port=53, udp=True)
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
+    cluster.apply([replace(dns, backends=())])
+    refused = cluster.connect(2, port=53, udp=True)
+    assert refused["errors"] == {"ConnectionRefusedError": 2}

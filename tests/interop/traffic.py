@@ -31,27 +31,50 @@ class Handler(socketserver.StreamRequestHandler):
         self.wfile.write(head + body)
 
 
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 512
+class Named(socketserver.BaseServer):
+    """A server that knows its backend name and listens on one address family only:
+    v4-mapped IPv6 addresses would hide which family a client used."""
+
+    handler: type[socketserver.BaseRequestHandler]
 
     def __init__(self, name: str, address: str, port: int) -> None:
         self.name = name
         if ":" in address:
             self.address_family = socket.AF_INET6
-        super().__init__((address, port), Handler)
+        super().__init__((address, port), self.handler)  # type: ignore[call-arg]
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
-            # Separate IPv4 and IPv6 listeners: v4-mapped addresses would hide the family.
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        super().server_bind()
+        super().server_bind()  # type: ignore[misc]
+
+
+class Server(Named, socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 512
+    handler = Handler
+
+
+class Datagrams(socketserver.BaseRequestHandler):
+    server: UdpServer
+
+    def handle(self) -> None:
+        _, sock = self.request
+        sock.sendto(f"{self.server.name} {self.client_address[0]}\n".encode(), self.client_address)
+
+
+class UdpServer(Named, socketserver.UDPServer):
+    allow_reuse_address = True
+    handler = Datagrams
 
 
 def serve(name: str, port: int) -> None:
-    servers = [Server(name, address, port) for address in ("0.0.0.0", "::")]
-    threading.Thread(target=servers[1].serve_forever, daemon=True).start()
+    servers: list[socketserver.BaseServer] = [
+        kind(name, address, port) for kind in (Server, UdpServer) for address in ("0.0.0.0", "::")
+    ]
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     servers[0].serve_forever()
 
 
@@ -66,6 +89,20 @@ def request(vip: str, port: int, source: str | None, sport: int, timeout: float)
         sock.connect((vip, port))
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         return parse(receive(sock))
+
+
+def exchange_datagram(
+    vip: str, port: int, source: str | None, sport: int, timeout: float
+) -> tuple[str, str]:
+    family = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        if source or sport:
+            sock.bind((source or ("::" if ":" in vip else "0.0.0.0"), sport))
+        sock.connect((vip, port))
+        sock.send(b"who")
+        name, seen = sock.recv(512).decode().split()
+        return name, seen
 
 
 def receive(sock: socket.socket) -> bytes:
@@ -88,8 +125,9 @@ def connect(args: argparse.Namespace) -> dict[str, object]:
     started = time.monotonic()
     for i in range(args.count):
         sport = args.sport + i if args.sport else 0
+        exchange = exchange_datagram if args.udp else request
         try:
-            name, address = request(args.vip, args.port, args.source, sport, args.timeout)
+            name, address = exchange(args.vip, args.port, args.source, sport, args.timeout)
         except OSError as error:
             errors[type(error).__name__] += 1
             continue
@@ -146,6 +184,7 @@ def main() -> None:
         client.add_argument("--sport", type=int, default=0)
         client.add_argument("--timeout", type=float, default=2.0)
         client.add_argument("--out", required=True)
+        client.add_argument("--udp", action="store_true")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.name, args.port)

@@ -82,17 +82,21 @@ class Datapath:
     nft: Nft = field(default_factory=Nft)
     base: tuple[NftObject, ...] = ()
     services: dict[str, ServiceRules] = field(default_factory=dict)
-    # Rendering is pure, so a service that did not change is never rendered again: one
-    # change costs the same whatever the number of services.
-    rendered: dict[DataplaneService, ServiceRules] = field(default_factory=dict)
+    # Rendering is pure, so a service that did not change is never rendered again. Keyed by
+    # service key and compared with `is`/`==` rather than hashed: hashing every backend
+    # address on every sync would cost more than the change itself.
+    rendered: dict[str, tuple[DataplaneService, ServiceRules]] = field(default_factory=dict)
 
     def render(self, services: Iterable[DataplaneService]) -> Ruleset:
         fresh = {}
         for service in services:
-            rules = self.rendered.get(service)
-            fresh[service] = rules if rules is not None else render_service(service, self.node)
+            seen = self.rendered.get(service.key)
+            if seen is not None and (seen[0] is service or seen[0] == service):
+                fresh[service.key] = seen
+            else:
+                fresh[service.key] = (service, render_service(service, self.node))
         self.rendered = fresh
-        ordered = tuple(sorted(fresh.values(), key=lambda r: r.key))
+        ordered = tuple(rules for _, (_, rules) in sorted(fresh.items()))
         return Ruleset(base=base_objects(ordered, self.node), services=ordered)
 
     def resync(self, services: Iterable[DataplaneService]) -> None:
