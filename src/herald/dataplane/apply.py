@@ -247,10 +247,8 @@ def service_change(old: ServiceRules | None, new: ServiceRules | None, in_use: s
 
 
 def header(obj: NftObject) -> tuple[str, ...]:
-    """The declaration lines that cannot change without recreating the object."""
-    if obj.kind == "chain":
-        return ()
-    return tuple(line for line in obj.body if not line.startswith(("elements", "\t", "}")))
+    """What cannot change without recreating the object: a map's or set's type and flags."""
+    return () if obj.kind in ("chain", "counter") else obj.body
 
 
 def declare(objects: Sequence[NftObject]) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from herald.dataplane import maglev
@@ -72,10 +72,11 @@ class NftObject:
     rank: Rank
     kind: str  # "chain", "map", "set" or "counter"
     name: str
-    body: tuple[str, ...]
+    body: tuple[str, ...]  # chain: hook and rules; map/set: type and flags; counter: values
+    elements: tuple[str, ...] = ()  # map/set only
 
     def declaration(self) -> str:
-        lines = "".join(f"\t\t{line}\n" for line in self.body)
+        lines = "".join(f"\t\t{line}\n" for line in (*self.body, *element_lines(self.elements)))
         return f"\t{self.kind} {self.name} {{\n{lines}\t}}\n"
 
 
@@ -104,7 +105,10 @@ class Ruleset:
 
     def text(self) -> str:
         """The whole ruleset, each table declared once with all its elements."""
-        elements = [e for s in self.services for e in s.elements]
+        shared: dict[tuple[str, str], list[str]] = {}
+        for rules in self.services:
+            for e in rules.elements:
+                shared.setdefault((e.family, e.container), []).append(e.text)
         objects = [*self.base, *(o for s in self.services for o in s.objects)]
         families = sorted({o.family for o in objects}, key=lambda f: f != "inet")
         tables = []
@@ -112,7 +116,9 @@ class Ruleset:
             declared = sorted(
                 (o for o in objects if o.family == family), key=lambda o: (o.rank, o.name)
             )
-            body = "".join(with_elements(o, elements).declaration() for o in declared)
+            body = "".join(
+                with_elements(o, shared.get((o.family, o.name), ())).declaration() for o in declared
+            )
             tables.append(f"table {family} {TABLE} {{\n{body}}}\n")
         return HEADER + "".join(tables)
 
@@ -120,14 +126,13 @@ class Ruleset:
 HEADER = "# herald datapath: generated from the services this node forwards; do not edit.\n"
 
 
-def with_elements(obj: NftObject, elements: Iterable[Element]) -> NftObject:
-    mine = sorted(e.text for e in elements if (e.family, e.container) == (obj.family, obj.name))
-    if not mine:
-        return obj
-    return NftObject(obj.family, obj.rank, obj.kind, obj.name, (*obj.body, *element_lines(mine)))
+def with_elements(obj: NftObject, texts: Iterable[str]) -> NftObject:
+    return replace(obj, elements=(*obj.elements, *sorted(texts)))
 
 
 def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
+    if not texts:
+        return ()
     rows = [
         ", ".join(texts[i : i + ELEMENTS_PER_LINE]) for i in range(0, len(texts), ELEMENTS_PER_LINE)
     ]
@@ -187,8 +192,10 @@ def _inet_base() -> tuple[NftObject, ...]:
         dispatch_filter.append(f"{dispatch_key(f)} vmap @services-{f.suffix}")
         dispatch_nat.append(f"{dispatch_key(f)} vmap @dnat-{f.suffix}")
         refuse_other_ports += [
-            f"{f.header} daddr @vips-{f.suffix} meta l4proto tcp reject with tcp reset",
-            f"{f.header} daddr @vips-{f.suffix} reject with icmpx type port-unreachable",
+            f"{f.header} daddr @vips-{f.suffix} ct state != related meta l4proto tcp "
+            "reject with tcp reset",
+            f"{f.header} daddr @vips-{f.suffix} ct state != related "
+            "reject with icmpx type port-unreachable",
         ]
     objects += [
         NftObject(
@@ -332,10 +339,8 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
                 Rank.DATA_MAP,
                 "map",
                 backends_map,
-                (
-                    f"typeof numgen inc mod {size} : {f.header} daddr",
-                    *element_lines([f"{slot} : {table.owner(slot)}" for slot in range(size)]),
-                ),
+                (f"typeof numgen inc mod {size} : {f.header} daddr",),
+                tuple(f"{slot} : {table.owner(slot)}" for slot in range(size)),
             )
         )
         flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
@@ -396,8 +401,8 @@ def source_range_rules(
                 (
                     f"typeof {f.header} saddr",
                     "flags interval",
-                    *element_lines([str(r) for r in ranges]),
                 ),
+                tuple(str(r) for r in ranges),
             )
         )
         rules.append(f"meta nfproto {f.nfproto} {f.header} saddr != @{name} drop")
@@ -444,7 +449,8 @@ def owner_objects(
         Rank.VERDICT_MAP,
         "map",
         f"{prefix}/owners-{f.suffix}",
-        (f"typeof numgen inc mod {table.size} : verdict", *element_lines(verdicts)),
+        (f"typeof numgen inc mod {table.size} : verdict",),
+        tuple(verdicts),
     )
     chain = NftObject(
         "netdev",
