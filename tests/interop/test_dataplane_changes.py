@@ -15,6 +15,8 @@ from herald.dataplane.apply import ApplyError, Datapath, Nft
 from herald.dataplane.model import (
     DataplaneService,
     ForwardingMode,
+    Protocol,
+    ServicePort,
 )
 
 pytestmark = pytest.mark.netns
@@ -22,6 +24,11 @@ pytestmark = pytest.mark.netns
 
 def other(index: int) -> DataplaneService:
     return web(key=f"default/other-{index}", vips=(ip_address(f"203.0.113.{100 + index}"),))
+
+
+def mail() -> DataplaneService:
+    """Shares web's VIP on another port."""
+    return web(key="default/mail", ports=(ServicePort("smtp", Protocol.TCP, 25, 2525),))
 
 
 def listing(cluster: Cluster, node: str) -> list[str]:
@@ -45,6 +52,10 @@ def test_incremental_changes_end_where_a_resync_does(cluster: Cluster) -> None:
         [web(forwarding_mode=ForwardingMode.DSR), other(2)],
         [web(backends=())],
         [web(), other(3)],
+        [web(), mail()],
+        [mail()],
+        [web(), mail(), other(3)],
+        [web()],
     ]
     for services in steps:
         cluster.apply(services)

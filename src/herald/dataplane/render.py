@@ -127,7 +127,8 @@ HEADER = "# herald datapath: generated from the services this node forwards; do 
 
 
 def with_elements(obj: NftObject, texts: Iterable[str]) -> NftObject:
-    return replace(obj, elements=(*obj.elements, *sorted(texts)))
+    # A VIP shared by two services is one element.
+    return replace(obj, elements=(*obj.elements, *sorted(set(texts))))
 
 
 def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
