@@ -1,0 +1,21 @@
+"""Which of a Service's endpoints may receive new connections on a node.
+
+Kubernetes' rules: ready endpoints; when none is ready, the ones that are still serving
+while terminating (so a rolling update that leaves no ready pod drains instead of failing);
+with externalTrafficPolicy Local, only this node's endpoints are considered at all.
+"""
+
+from __future__ import annotations
+
+from herald.dataplane.model import Backend, DataplaneService, TrafficPolicy
+
+
+def usable_backends(service: DataplaneService, node: str) -> tuple[Backend, ...]:
+    """The backends new flows may go to, sorted so that every node sees the same order."""
+    candidates = service.backends
+    if service.external_traffic_policy is TrafficPolicy.LOCAL:
+        candidates = tuple(b for b in candidates if b.node == node)
+    ready = tuple(b for b in candidates if b.ready)
+    if not ready:
+        ready = tuple(b for b in candidates if b.serving and b.terminating)
+    return tuple(sorted(set(ready), key=lambda b: (b.version, b.address.packed, b.node)))

@@ -1,0 +1,1 @@
+"""herald.lab: network-namespace test networks."""
