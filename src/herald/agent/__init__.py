@@ -1,0 +1,1 @@
+"""The node agent: from each snapshot, what this node announces and forwards."""

@@ -1,0 +1,398 @@
+"""NodePlan: everything one node must announce and forward, computed from a snapshot (pure).
+
+`plan_node(state, node)` decides:
+- the BGP sessions this node runs (BGPClusterConfig instances whose nodeSelector selects
+  the node, with their BGPPeerConfig resolved) and, per session, the routes to announce
+  with their path attributes (BGPAdvertisement objects selected by the session's families);
+- the Services the datapath must forward on this node, translated out of the Kubernetes
+  objects into the datapath's own model.
+
+A Service address is announced by a node only while it can be served: with
+externalTrafficPolicy Cluster while the Service has a ready endpoint anywhere, with Local
+while this node has a ready endpoint of it. The shell applies the datapath before it
+announces and withdraws before it removes rules; the plan only says what should be.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from herald.api.bgp import (
+    WELL_KNOWN_COMMUNITIES,
+    Advertisement,
+    BGPPeerConfigSpec,
+    PathAttributes,
+    parse_large_community,
+    parse_standard_community,
+)
+from herald.api.core import (
+    ANNOTATION_FORWARDING_MODE,
+    LB_CLASS_BGP,
+    EndpointSlice,
+    Node,
+    Service,
+)
+from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
+from herald.api.selector import matches
+from herald.api.snapshot import ClusterState
+from herald.dataplane.model import (
+    Backend,
+    DataplaneService,
+    ForwardingMode,
+    IPAddress,
+    IPNetwork,
+    Protocol,
+    ServicePort,
+    SessionAffinity,
+    TrafficPolicy,
+)
+from herald.ipam.request import is_handled
+
+
+@dataclass(frozen=True, order=True)
+class RouteAttributes:
+    """Path attributes herald attaches to one announced prefix."""
+
+    communities: tuple[int, ...] = ()
+    large_communities: tuple[tuple[int, int, int], ...] = ()
+    local_preference: int | None = None
+    med: int | None = None
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """One BGP session of this node and what it announces."""
+
+    instance: str
+    local_asn: int
+    router_id: str | None
+    listen_port: int
+    name: str
+    address: IPAddress
+    peer_asn: int
+    config: BGPPeerConfigSpec
+    password: str | None
+    routes: tuple[tuple[IPNetwork, RouteAttributes], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.instance}/{self.name}"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: str
+    peers: tuple[PeerPlan, ...] = ()
+    services: tuple[DataplaneService, ...] = ()
+    # Things the plan could not honour (a named port no endpoint defines, a missing
+    # secret key...): logged by the agent, shown by `herald status`.
+    problems: tuple[str, ...] = field(default=())
+
+
+def plan_node(
+    state: ClusterState,
+    node_name: str,
+    default_forwarding: ForwardingMode = ForwardingMode.SNAT,
+) -> NodePlan:
+    problems: list[str] = []
+    node = _node(state, node_name)
+    services = [
+        svc for svc in state.services if is_handled(svc) and svc.status.load_balancer.ingress
+    ]
+    endpoints = state.endpoint_slices_by_service
+    servable = {
+        svc.key: _servable_here(svc, endpoints.get(svc.key, ()), node_name) for svc in services
+    }
+    peers: list[PeerPlan] = []
+    announced: dict[str, set[IPAddress]] = {}
+    for config in state.bgp_cluster_configs:
+        if not matches(config.spec.node_selector, node.metadata.labels):
+            continue
+        for instance in config.spec.bgp_instances:
+            for peer in instance.peers:
+                spec = _peer_config(
+                    state, peer.peer_config_ref.name if peer.peer_config_ref else None
+                )
+                routes = _routes(state, spec, services, servable, node, announced)
+                peers.append(
+                    PeerPlan(
+                        instance=instance.name,
+                        local_asn=instance.local_asn,
+                        router_id=instance.router_id or _router_id(node),
+                        listen_port=instance.local_port,
+                        name=peer.name,
+                        address=ipaddress.ip_address(peer.peer_address),
+                        peer_asn=peer.peer_asn,
+                        config=spec,
+                        password=_password(state, spec, problems),
+                        routes=tuple(sorted(routes.items(), key=lambda r: _network_order(r[0]))),
+                    )
+                )
+    dataplane = tuple(
+        _dataplane_service(
+            svc,
+            endpoints.get(svc.key, ()),
+            announced.get(svc.key, set()),
+            default_forwarding,
+            problems,
+        )
+        for svc in sorted(services, key=lambda s: s.key)
+    )
+    return NodePlan(
+        node=node_name,
+        peers=tuple(sorted(peers, key=lambda p: p.key)),
+        services=tuple(s for s in dataplane if s is not None),
+        problems=tuple(problems),
+    )
+
+
+# -- BGP ---------------------------------------------------------------------------------
+
+
+def _routes(
+    state: ClusterState,
+    spec: BGPPeerConfigSpec,
+    services: list[Service],
+    servable: Mapping[str, bool],
+    node: Node,
+    announced: dict[str, set[IPAddress]],
+) -> dict[IPNetwork, RouteAttributes]:
+    routes: dict[IPNetwork, RouteAttributes] = {}
+    for family in spec.families:
+        version = 4 if family.afi == "ipv4" else 6
+        if family.advertisements is None:
+            continue
+        for advertisement_object in state.bgp_advertisements:
+            if not matches(family.advertisements, advertisement_object.metadata.labels):
+                continue
+            for advertisement in advertisement_object.spec.advertisements:
+                attributes = _attributes(advertisement.attributes)
+                for network, service_key in _prefixes(advertisement, services, servable, node):
+                    if network.version != version:
+                        continue
+                    routes[network] = _merge(routes.get(network), attributes)
+                    if service_key is not None:
+                        announced.setdefault(service_key, set()).add(network.network_address)
+    return routes
+
+
+def _prefixes(
+    advertisement: Advertisement,
+    services: list[Service],
+    servable: Mapping[str, bool],
+    node: Node,
+) -> Iterable[tuple[IPNetwork, str | None]]:
+    if advertisement.advertisement_type == "PodCIDR":
+        for cidr in node.spec.pod_cidrs or ((node.spec.pod_cidr,) if node.spec.pod_cidr else ()):
+            yield ipaddress.ip_network(cidr, strict=False), None
+        return
+    kinds = advertisement.service.addresses if advertisement.service else ("LoadBalancerIP",)
+    for svc in services:
+        if not servable[svc.key] or not matches(advertisement.selector, _labels(svc)):
+            continue
+        if svc.spec.load_balancer_class not in (None, LB_CLASS_BGP):
+            continue
+        for address in _addresses(svc, kinds):
+            yield ipaddress.ip_network(address), svc.key
+
+
+def _addresses(svc: Service, kinds: Iterable[str]) -> Iterable[str]:
+    for kind in kinds:
+        if kind == "LoadBalancerIP":
+            yield from (i.ip for i in svc.status.load_balancer.ingress if i.ip)
+        elif kind == "ExternalIP":
+            yield from svc.spec.external_ips
+        elif kind == "ClusterIP":
+            yield from svc.spec.cluster_ips or (
+                (svc.spec.cluster_ip,) if svc.spec.cluster_ip else ()
+            )
+
+
+def _attributes(attributes: PathAttributes | None) -> RouteAttributes:
+    if attributes is None:
+        return RouteAttributes()
+    communities: list[int] = []
+    large: list[tuple[int, int, int]] = []
+    if attributes.communities is not None:
+        communities += map(parse_standard_community, attributes.communities.standard)
+        communities += (WELL_KNOWN_COMMUNITIES[n] for n in attributes.communities.well_known)
+        large += map(parse_large_community, attributes.communities.large)
+    return RouteAttributes(
+        communities=tuple(sorted(set(communities))),
+        large_communities=tuple(sorted(set(large))),
+        local_preference=attributes.local_preference,
+        med=attributes.med,
+    )
+
+
+def _merge(old: RouteAttributes | None, new: RouteAttributes) -> RouteAttributes:
+    """Two advertisements of one prefix: communities add up, the higher LOCAL_PREF and the
+    lower MED win (the choice that makes the route most preferred, as a user expects)."""
+    if old is None:
+        return new
+    return RouteAttributes(
+        communities=tuple(sorted(set(old.communities) | set(new.communities))),
+        large_communities=tuple(sorted(set(old.large_communities) | set(new.large_communities))),
+        local_preference=_pick(old.local_preference, new.local_preference, max),
+        med=_pick(old.med, new.med, min),
+    )
+
+
+def _pick(a: int | None, b: int | None, choose: Callable[[list[int]], int]) -> int | None:
+    values = [v for v in (a, b) if v is not None]
+    return choose(values) if values else None
+
+
+def _peer_config(state: ClusterState, name: str | None) -> BGPPeerConfigSpec:
+    if name is None:
+        return BGPPeerConfigSpec()
+    return state.peer_configs_by_name[name].spec
+
+
+def _password(state: ClusterState, spec: BGPPeerConfigSpec, problems: list[str]) -> str | None:
+    if spec.auth_secret_ref is None:
+        return None
+    for secret in state.secrets:
+        if secret.metadata.name != spec.auth_secret_ref:
+            continue
+        if "password" in secret.string_data:
+            return secret.string_data["password"]
+        try:
+            return base64.b64decode(secret.data["password"], validate=True).decode()
+        except (KeyError, binascii.Error, UnicodeDecodeError):
+            problems.append(f"Secret {spec.auth_secret_ref}: key `password` is not base64 text")
+            return None
+    problems.append(f"Secret {spec.auth_secret_ref} not found")
+    return None
+
+
+def _router_id(node: Node) -> str | None:
+    for address in node.status.addresses:
+        if address.type == "InternalIP" and ipaddress.ip_address(address.address).version == 4:
+            return address.address
+    return None
+
+
+# -- datapath ----------------------------------------------------------------------------
+
+
+def _dataplane_service(
+    svc: Service,
+    slices: tuple[EndpointSlice, ...],
+    announced: set[IPAddress],
+    default_forwarding: ForwardingMode,
+    problems: list[str],
+) -> DataplaneService | None:
+    vips = {ipaddress.ip_address(i.ip) for i in svc.status.load_balancer.ingress if i.ip}
+    vips |= announced
+    ports = []
+    for port in svc.spec.ports:
+        target = _target_port(port.target_port, port.name, port.port, slices)
+        if target is None:
+            problems.append(
+                f"Service {svc.key}: no endpoint defines target port {port.target_port!r}"
+            )
+            continue
+        ports.append(
+            ServicePort(port.name or "", Protocol(port.protocol.lower()), port.port, target)
+        )
+    if not ports:
+        return None
+    mode = svc.metadata.annotations.get(ANNOTATION_FORWARDING_MODE)
+    return DataplaneService(
+        key=svc.key,
+        vips=tuple(sorted(vips, key=lambda a: (a.version, a.packed))),
+        ports=tuple(ports),
+        backends=_backends(slices),
+        external_traffic_policy=TrafficPolicy(svc.spec.external_traffic_policy),
+        session_affinity=SessionAffinity(svc.spec.session_affinity),
+        source_ranges=tuple(
+            ipaddress.ip_network(r.strip(), strict=False)
+            for r in svc.spec.load_balancer_source_ranges
+        ),
+        forwarding_mode=ForwardingMode(mode) if mode else default_forwarding,
+    )
+
+
+def _target_port(
+    target: int | str | None, name: str | None, port: int, slices: tuple[EndpointSlice, ...]
+) -> int | None:
+    if target is None:
+        return port
+    if isinstance(target, int):
+        return target
+    if target.isdigit():
+        return int(target)
+    for eps in slices:
+        for endpoint_port in eps.ports:
+            if endpoint_port.name in (target, name) and endpoint_port.port is not None:
+                return endpoint_port.port
+    return None
+
+
+def _backends(slices: tuple[EndpointSlice, ...]) -> tuple[Backend, ...]:
+    backends: dict[tuple[IPAddress, str], Backend] = {}
+    for eps in slices:
+        if eps.address_type == "FQDN":
+            continue
+        for endpoint in eps.endpoints:
+            ready, serving, terminating = _conditions(endpoint.conditions)
+            for address in endpoint.addresses:
+                ip = ipaddress.ip_address(address)
+                backends[(ip, endpoint.node_name or "")] = Backend(
+                    address=ip,
+                    node=endpoint.node_name or "",
+                    ready=ready,
+                    serving=serving,
+                    terminating=terminating,
+                )
+    return tuple(
+        backends[key] for key in sorted(backends, key=lambda k: (k[0].version, k[0].packed, k[1]))
+    )
+
+
+def _conditions(conditions: object) -> tuple[bool, bool, bool]:
+    # Kubernetes: nil `ready` means ready; nil `serving` follows `ready`; nil terminating is false.
+    ready = getattr(conditions, "ready", None)
+    serving = getattr(conditions, "serving", None)
+    terminating = getattr(conditions, "terminating", None)
+    ready_value = True if ready is None else ready
+    return ready_value, ready_value if serving is None else serving, bool(terminating)
+
+
+def _servable_here(svc: Service, slices: tuple[EndpointSlice, ...], node: str) -> bool:
+    for backend in _backends(slices):
+        if backend.ready and (
+            svc.spec.external_traffic_policy == "Cluster" or backend.node == node
+        ):
+            return True
+    return False
+
+
+# -- nodes and labels --------------------------------------------------------------------
+
+
+def _node(state: ClusterState, name: str) -> Node:
+    for node in state.nodes:
+        if node.metadata.name == name:
+            return node
+    # A node that has no Node object yet still gets the label Kubernetes always sets.
+    return Node.model_validate(
+        {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
+    )
+
+
+def _labels(svc: Service) -> dict[str, str]:
+    return {
+        **svc.metadata.labels,
+        SERVICE_NAMESPACE_KEY: svc.metadata.namespace or "default",
+        SERVICE_NAME_KEY: svc.metadata.name,
+    }
+
+
+def _network_order(network: IPNetwork) -> tuple[int, bytes, int]:
+    return network.version, network.network_address.packed, network.prefixlen

@@ -1,0 +1,184 @@
+"""NodePlan: what each node announces and forwards, from the same manifests users write."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+from herald.agent.plan import RouteAttributes, plan_node
+from herald.api.manifests import parse_manifests
+from herald.api.snapshot import ClusterState
+from herald.dataplane.model import ForwardingMode, TrafficPolicy
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def seed_files() -> dict[str, str]:
+    return {str(p): p.read_text() for p in sorted((ROOT / "examples" / "seed").glob("*.yaml"))}
+
+
+def endpoints(service: str, pods: list[tuple[str, str, bool]], port_name: str = "http") -> str:
+    lines = [
+        "apiVersion: discovery.k8s.io/v1",
+        "kind: EndpointSlice",
+        f"metadata: {{name: {service}-1, labels: {{kubernetes.io/service-name: {service}}}}}",
+        "addressType: IPv4",
+        f"ports: [{{name: {port_name}, port: 8080}}]",
+        "endpoints:",
+    ]
+    for address, node, ready in pods:
+        lines.append(
+            f"  - {{addresses: [{address}], nodeName: {node}, conditions: {{ready: {str(ready).lower()}}}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def state(files: dict[str, str], status: dict[str, str]) -> ClusterState:
+    parsed = parse_manifests(files)
+    services = tuple(
+        svc.model_copy(
+            update={
+                "status": svc.status.model_validate(
+                    {"loadBalancer": {"ingress": [{"ip": status[svc.key]}]}}
+                )
+            }
+        )
+        if svc.key in status
+        else svc
+        for svc in parsed.services
+    )
+    return dataclasses.replace(parsed, services=services)
+
+
+SEED_STATUS = {"default/web1-lb": "203.0.113.0"}
+
+
+def test_seed_every_node_announces_the_vip_with_ready_endpoints() -> None:
+    files = seed_files()
+    files["eps.yaml"] = endpoints(
+        "web1-lb", [("198.18.1.10", "k8s-worker1", True), ("198.18.2.10", "k8s-worker2", True)]
+    )
+    snapshot = state(files, SEED_STATUS)
+    for node in ("k8s-master1", "k8s-worker1", "k8s-worker5"):
+        plan = plan_node(snapshot, node)
+        assert [(p.name, str(p.address), p.peer_asn, p.local_asn) for p in plan.peers] == [
+            ("router", "192.0.2.1", 64512, 64512)
+        ]
+        peer = plan.peers[0]
+        assert peer.routes == ((ipaddress.ip_network("203.0.113.0/32"), RouteAttributes()),)
+        assert peer.config.timers.hold_time_seconds == 9
+        assert peer.config.graceful_restart.enabled
+        [service] = plan.services
+        assert service.key == "default/web1-lb"
+        assert [str(v) for v in service.vips] == ["203.0.113.0"]
+        assert [(p.port, p.target_port, p.protocol.value) for p in service.ports] == [
+            (80, 8080, "tcp")
+        ]
+        assert [(str(b.address), b.node) for b in service.backends] == [
+            ("198.18.1.10", "k8s-worker1"),
+            ("198.18.2.10", "k8s-worker2"),
+        ]
+    assert plan_node(snapshot, "k8s-worker1").peers[0].router_id == "192.0.2.21"
+
+
+def test_no_ready_endpoint_withdraws_but_keeps_forwarding_rules() -> None:
+    files = seed_files()
+    files["eps.yaml"] = endpoints("web1-lb", [("198.18.1.10", "k8s-worker1", False)])
+    plan = plan_node(state(files, SEED_STATUS), "k8s-worker1")
+    assert plan.peers[0].routes == ()
+    # The datapath still knows the service, so traffic that arrives is rejected, not
+    # sent into a routing loop or blackholed.
+    assert [s.key for s in plan.services] == ["default/web1-lb"]
+
+
+def test_traffic_policy_local_announces_only_from_nodes_with_local_pods() -> None:
+    files = seed_files()
+    files[next(k for k in files if k.endswith("web1.yaml"))] = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web1-lb}\n"
+        "spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80, targetPort: 8080}]}\n"
+    )
+    files["eps.yaml"] = endpoints(
+        "web1-lb", [("198.18.1.10", "k8s-worker1", True), ("198.18.2.10", "k8s-worker2", False)]
+    )
+    snapshot = state(files, SEED_STATUS)
+    announcing = [
+        node
+        for node in ("k8s-master1", "k8s-worker1", "k8s-worker2", "k8s-worker3")
+        if plan_node(snapshot, node).peers[0].routes
+    ]
+    assert announcing == ["k8s-worker1"]
+    service = plan_node(snapshot, "k8s-worker2").services[0]
+    assert service.external_traffic_policy is TrafficPolicy.LOCAL
+
+
+def test_node_selector_communities_local_pref_and_password() -> None:
+    files = {str(p): p.read_text() for p in sorted((ROOT / "examples" / "bgp").glob("*.yaml"))}
+    files["nodes.yaml"] = (
+        "apiVersion: v1\nkind: Node\nmetadata: {name: w1, labels: {node-role.kubernetes.io/worker: ''}}\n"
+        "status: {addresses: [{type: InternalIP, address: 192.0.2.21}]}\n---\n"
+        "apiVersion: v1\nkind: Node\nmetadata: {name: m1}\n"
+    )
+    files["svc.yaml"] = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: pub, labels: {tier: public}}\n"
+        "spec: {type: LoadBalancer, ports: [{port: 443}], externalIPs: [198.51.100.7]}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: priv}\n"
+        "spec: {type: LoadBalancer, ports: [{port: 443}]}\n"
+    )
+    files["eps.yaml"] = (
+        endpoints("pub", [("198.18.1.10", "w1", True)])
+        + "---\n"
+        + endpoints("priv", [("198.18.1.11", "w1", True)])
+    )
+    snapshot = state(files, {"default/pub": "203.0.113.5", "default/priv": "203.0.113.6"})
+    assert plan_node(snapshot, "m1").peers == ()
+    plan = plan_node(snapshot, "w1")
+    assert [p.key for p in plan.peers] == ["tor-4200000001/tor-a", "tor-4200000001/tor-b"]
+    tor_a = plan.peers[0]
+    assert tor_a.local_asn == 4200000001 and tor_a.peer_asn == 4200000000
+    assert tor_a.password == "example-only"
+    attributes = RouteAttributes(
+        communities=(64512 << 16 | 100, 0xFFFFFF01),
+        large_communities=((4200000001, 1, 1),),
+        local_preference=200,
+    )
+    assert tor_a.routes == (
+        (ipaddress.ip_network("198.51.100.7/32"), attributes),
+        (ipaddress.ip_network("203.0.113.5/32"), attributes),
+    )
+    # The announced external IP is forwarded too: never announce what is not forwarded.
+    pub = next(s for s in plan.services if s.key == "default/pub")
+    assert sorted(str(v) for v in pub.vips) == ["198.51.100.7", "203.0.113.5"]
+
+
+def test_named_target_port_forwarding_mode_and_l2_class() -> None:
+    files = seed_files()
+    files[next(k for k in files if k.endswith("web1.yaml"))] = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web1-lb, annotations: {herald.io/forwarding-mode: dsr}}\n"
+        "spec: {type: LoadBalancer, ports: [{name: web, port: 80, targetPort: http}]}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: l2}\n"
+        "spec: {type: LoadBalancer, loadBalancerClass: herald.io/l2, ports: [{port: 80}]}\n"
+    )
+    files["eps.yaml"] = endpoints("web1-lb", [("198.18.1.10", "k8s-worker1", True)]) + (
+        "---\n" + endpoints("l2", [("198.18.1.11", "k8s-worker1", True)])
+    )
+    snapshot = state(files, {"default/web1-lb": "203.0.113.0", "default/l2": "203.0.113.1"})
+    plan = plan_node(snapshot, "k8s-worker1")
+    web = next(s for s in plan.services if s.key == "default/web1-lb")
+    assert web.ports[0].target_port == 8080
+    assert web.forwarding_mode is ForwardingMode.DSR
+    assert [str(r[0]) for r in plan.peers[0].routes] == ["203.0.113.0/32"]
+    assert {s.key for s in plan.services} == {"default/web1-lb", "default/l2"}
+
+
+def test_pod_cidr_advertisement_and_determinism() -> None:
+    files = seed_files()
+    files["podcidr.yaml"] = (
+        "apiVersion: herald.io/v1alpha1\nkind: BGPAdvertisement\n"
+        "metadata: {name: pods, labels: {advertise: seed}}\n"
+        "spec: {advertisements: [{advertisementType: PodCIDR}]}\n"
+    )
+    snapshot = state(files, SEED_STATUS)
+    plan = plan_node(snapshot, "k8s-worker3")
+    assert [str(r[0]) for r in plan.peers[0].routes] == ["198.18.3.0/24"]
+    assert plan == plan_node(state(files, SEED_STATUS), "k8s-worker3")
