@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="python3-venv bird2 frr gobgpd exabgp nftables iproute2 conntrack curl \
+APT_PACKAGES="python3-venv procps bird2 frr gobgpd exabgp nftables iproute2 conntrack curl \
 iputils-ping tcpdump wrk iperf3 arping ndisc6"
 
 missing=""
