@@ -67,6 +67,11 @@ def web(**changes: object) -> DataplaneService:
     return replace(WEB, **changes)  # type: ignore[arg-type]
 
 
+def web_port(protocol: Protocol, port: int, **changes: object) -> DataplaneService:
+    """The test service on one other port, still served by the backends' port 8080."""
+    return web(ports=(ServicePort(f"{protocol}-{port}", protocol, port, 8080),), **changes)
+
+
 @dataclass
 class Cluster:
     lab: Lab

@@ -16,14 +16,10 @@ from dataplane_cluster import (
     Cluster,
     v6,
     web,
+    web_port,
 )
 
-from herald.dataplane.model import (
-    Protocol,
-    ServicePort,
-    SessionAffinity,
-    TrafficPolicy,
-)
+from herald.dataplane.model import Protocol, SessionAffinity, TrafficPolicy
 
 pytestmark = pytest.mark.netns
 
@@ -132,7 +128,7 @@ def test_ipv6_local_policy_keeps_the_client(cluster: Cluster) -> None:
 
 
 def test_udp_service(cluster: Cluster) -> None:
-    dns = web(ports=(ServicePort("dns", Protocol.UDP, 53, 8080),))
+    dns = web_port(Protocol.UDP, 53)
     cluster.apply([dns])
     result = cluster.connect(300, port=53, udp=True)
     assert result["errors"] == {}
