@@ -26,6 +26,7 @@ from herald.dataplane.render import (
     base_objects,
     render_service,
     service_prefix,
+    without_conflicts,
 )
 
 FAMILIES = ("inet", "netdev")
@@ -87,6 +88,8 @@ class Datapath:
     # service key and compared with `is`/`==` rather than hashed: hashing every backend
     # address on every sync would cost more than the change itself.
     rendered: dict[str, tuple[DataplaneService, ServiceRules]] = field(default_factory=dict)
+    # Services left out of the last render because their VIP:port belongs to another one.
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     def render(self, services: Iterable[DataplaneService]) -> Ruleset:
         fresh = {}
@@ -97,8 +100,15 @@ class Datapath:
             else:
                 fresh[service.key] = (service, render_service(service, self.node))
         self.rendered = fresh
-        ordered = tuple(rules for _, (_, rules) in sorted(fresh.items()))
+        ordered, self.conflicts = without_conflicts(
+            [rules for _, rules in fresh.values()], self.services.keys()
+        )
         return Ruleset(base=base_objects(ordered, self.node), services=ordered)
+
+    def raise_conflicts(self, failed: Mapping[str, str]) -> None:
+        problems = {**self.conflicts, **failed}
+        if problems:
+            raise ApplyError(sorted(problems), "; ".join(problems.values()))
 
     def resync(self, services: Iterable[DataplaneService]) -> None:
         """Replace herald's tables with exactly `services`, keeping counter values."""
@@ -109,6 +119,7 @@ class Datapath:
             raise ApplyError(self.refused_services(desired), error)
         self.base = desired.base
         self.services = {s.key: s for s in desired.services}
+        self.raise_conflicts({})
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
         """Bring the kernel to `services`, touching only the services that changed."""
@@ -138,8 +149,7 @@ class Datapath:
             else:
                 self.services[key] = new
         self.remove_base(base)
-        if failed:
-            raise ApplyError(sorted(failed), "; ".join(failed.values()))
+        self.raise_conflicts(failed)
 
     def add_base(self, base: tuple[NftObject, ...]) -> None:
         """Create the shared objects that are new before any service refers to them."""

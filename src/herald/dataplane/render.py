@@ -26,7 +26,7 @@ service replaces exactly its own objects and its elements in the shared dispatch
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -138,6 +138,32 @@ def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
         ", ".join(texts[i : i + ELEMENTS_PER_LINE]) for i in range(0, len(texts), ELEMENTS_PER_LINE)
     ]
     return ("elements = {", *(f"\t{row}," for row in rows[:-1]), f"\t{rows[-1]}", "}")
+
+
+def without_conflicts(
+    services: Sequence[ServiceRules], incumbents: Collection[str] = ()
+) -> tuple[tuple[ServiceRules, ...], dict[str, str]]:
+    """Drop services that claim a VIP, protocol and port another service already has.
+
+    Services in `incumbents` (those already serving) keep their claims; otherwise the first
+    by key wins. Returns the services to render and, per dropped service, why.
+    """
+    owner: dict[tuple[str, str, str], str] = {}
+    kept: list[ServiceRules] = []
+    refused: dict[str, str] = {}
+    for rules in sorted(services, key=lambda r: (r.key not in incumbents, r.key)):
+        claims = [
+            (e.family, e.container, e.text.split(" : ")[0])
+            for e in rules.elements
+            if e.container.startswith("services-")
+        ]
+        taken = next((c for c in claims if c in owner), None)
+        if taken is None:
+            owner.update(dict.fromkeys(claims, rules.key))
+            kept.append(rules)
+        else:
+            refused[rules.key] = f"{taken[2]} already belongs to service {owner[taken]}"
+    return tuple(sorted(kept, key=lambda r: r.key)), refused
 
 
 # -- address families -------------------------------------------------------------------
