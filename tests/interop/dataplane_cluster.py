@@ -92,9 +92,9 @@ class Cluster:
             argv += [f"--{key}"] if value is True else [f"--{key}", str(value)]
         return argv
 
-    def connect(self, count: int, **options: object) -> dict[str, object]:
+    def connect(self, count: int, host: str = "c1", **options: object) -> dict[str, object]:
         out = self.scratch / f"connect-{time.monotonic_ns()}.json"
-        self.lab.exec("c1", *self.client_argv("connect", out, count, **options))
+        self.lab.exec(host, *self.client_argv("connect", out, count, **options))
         result: dict[str, object] = json.loads(out.read_text())
         return result
 

@@ -136,3 +136,10 @@ def test_udp_service(cluster: Cluster) -> None:
     cluster.apply([replace(dns, backends=())])
     refused = cluster.connect(2, port=53, udp=True)
     assert refused["errors"] == {"ConnectionRefusedError": 2}
+
+
+def test_the_node_itself_reaches_the_vip(cluster: Cluster) -> None:
+    cluster.apply([web()])
+    result = cluster.connect(90, host="n2")
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]

@@ -11,6 +11,7 @@ Layout (docs/datapath.md has a rendered example):
   - `nat-prerouting` (nat, priority dstnat) looks the same key up in `dnat-v4`/`dnat-v6` and
     jumps to the service's `nat` chain, which DNATs to `jhash(flow) mod M` looked up in the
     service's Maglev map (slot -> backend address).
+  - `filter-output` and `nat-output` do the same for the node's own connections.
   - `nat-postrouting` masquerades connections whose conntrack entry carries herald's
     masquerade label, set by the `nat` chain of snat services with policy Cluster. A label
     rather than a packet mark: marks are shared with every other network component.
@@ -197,6 +198,10 @@ def dispatch_key(family: Family) -> str:
     return f"{family.header} daddr . meta l4proto . th dport"
 
 
+def base_chain(name: str, hook: str, rules: Sequence[str]) -> NftObject:
+    return NftObject("inet", Rank.BASE_CHAIN, "chain", name, (hook, *rules))
+
+
 def _inet_base() -> tuple[NftObject, ...]:
     objects = []
     dispatch_filter = []
@@ -224,36 +229,28 @@ def _inet_base() -> tuple[NftObject, ...]:
             f"{f.header} daddr @vips-{f.suffix} ct state != related "
             "reject with icmpx type port-unreachable",
         ]
-    objects += [
-        NftObject(
-            "inet",
-            Rank.BASE_CHAIN,
-            "chain",
-            "filter-prerouting",
-            (
-                "type filter hook prerouting priority dstnat - 10; policy accept;",
-                *dispatch_filter,
-                *refuse_other_ports,
+    # Output hooks too: the node's own processes (health checks, host-network pods) reach
+    # VIPs through the same service chains as traffic that arrives from the network.
+    # Numeric priorities: nft accepts the name `dstnat` (-100) for prerouting only. The
+    # filter chains run just before DNAT, while the destination is still the VIP.
+    for hook in ("prerouting", "output"):
+        objects += [
+            base_chain(
+                f"filter-{hook}",
+                f"type filter hook {hook} priority -110; policy accept;",
+                (*dispatch_filter, *refuse_other_ports),
             ),
-        ),
-        NftObject(
-            "inet",
-            Rank.BASE_CHAIN,
-            "chain",
-            "nat-prerouting",
-            ("type nat hook prerouting priority dstnat; policy accept;", *dispatch_nat),
-        ),
-        NftObject(
-            "inet",
-            Rank.BASE_CHAIN,
-            "chain",
+            base_chain(
+                f"nat-{hook}", f"type nat hook {hook} priority -100; policy accept;", dispatch_nat
+            ),
+        ]
+    objects.append(
+        base_chain(
             "nat-postrouting",
-            (
-                "type nat hook postrouting priority srcnat; policy accept;",
-                f"ct label {MASQUERADE_LABEL} masquerade",
-            ),
-        ),
-    ]
+            "type nat hook postrouting priority srcnat; policy accept;",
+            (f"ct label {MASQUERADE_LABEL} masquerade",),
+        )
+    )
     return tuple(objects)
 
 
