@@ -134,6 +134,9 @@ def build(lab: Lab) -> None:
         lab.host(pod)
         lab.link(node, pod, pod, "eth0")
         lab.ip(node, "link", "set", pod, "master", "cbr0")
+        # As bridge CNIs do (hairpinMode): with br_netfilter loaded, a pod's connection to a
+        # VIP that DNATs back to the pod itself must leave by the port it came in on.
+        lab.ip(node, "link", "set", pod, "type", "bridge_slave", "hairpin", "on")
         dual_address(lab, pod, "eth0", address)
         dual_route(lab, pod, "default", address.rsplit(".", 1)[0] + ".1")
         lab.spawn(pod, [sys.executable, TRAFFIC, "serve", "--name", pod])

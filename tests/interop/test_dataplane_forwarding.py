@@ -143,3 +143,12 @@ def test_the_node_itself_reaches_the_vip(cluster: Cluster) -> None:
     result = cluster.connect(90, host="n2")
     assert result["errors"] == {}
     assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
+
+
+def test_a_pod_reaches_its_own_service(cluster: Cluster) -> None:
+    # Hairpin: p1b's connections come back to p1b itself or to p1a on the same bridge; the
+    # masquerade makes their replies return through n1 to be un-DNATed.
+    cluster.apply([web()])
+    result = cluster.connect(90, host="p1b")
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
