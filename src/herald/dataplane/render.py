@@ -323,29 +323,10 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         and service.external_traffic_policy is TrafficPolicy.CLUSTER
     )
     for f in FAMILIES:
-        vips = service.vips_of(f.version)
-        if not vips:
+        if not service.vips_of(f.version):
             continue
         family_backends = tuple(b for b in backends if b.version == f.version)
-        for vip in vips:
-            elements.append(Element("inet", f"vips-{f.suffix}", str(vip)))
-            for port in service.ports:
-                key = f"{vip} . {port.protocol} . {port.port}"
-                elements.append(
-                    Element("inet", f"services-{f.suffix}", f"{key} : jump {prefix}/filter")
-                )
-                if family_backends:
-                    elements.append(
-                        Element("inet", f"dnat-{f.suffix}", f"{key} : goto {prefix}/nat")
-                    )
-                if family_backends and dsr:
-                    elements.append(
-                        Element(
-                            "netdev",
-                            f"services-{f.suffix}",
-                            f"{key} : goto {prefix}/dsr-{f.suffix}",
-                        )
-                    )
+        elements += dispatch_elements(service, f, bool(family_backends), dsr)
         if not family_backends:
             filter_rules += [
                 f"meta nfproto {f.nfproto} ct state new meta l4proto tcp reject with tcp reset",
@@ -389,6 +370,32 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
     return ServiceRules(
         service.key, tuple(objects), tuple(sorted(elements)), tuple(sorted(forwards_to))
     )
+
+
+def dispatch_elements(
+    service: DataplaneService, f: Family, serving: bool, dsr: bool
+) -> list[Element]:
+    """The service's entries in the shared maps: each VIP, and each VIP . proto . port.
+
+    Without a usable backend only the filter entry exists, so new flows meet the reject.
+    """
+    prefix = service_prefix(service.key)
+    elements = []
+    for vip in service.vips_of(f.version):
+        elements.append(Element("inet", f"vips-{f.suffix}", str(vip)))
+        for port in service.ports:
+            key = f"{vip} . {port.protocol} . {port.port}"
+            elements.append(
+                Element("inet", f"services-{f.suffix}", f"{key} : jump {prefix}/filter")
+            )
+            if serving:
+                elements.append(Element("inet", f"dnat-{f.suffix}", f"{key} : goto {prefix}/nat"))
+            if serving and dsr:
+                dsr_chain = f"{prefix}/dsr-{f.suffix}"
+                elements.append(
+                    Element("netdev", f"services-{f.suffix}", f"{key} : goto {dsr_chain}")
+                )
+    return elements
 
 
 def hash_expression(f: Family, affinity: SessionAffinity, size: int, seed: int) -> str:
