@@ -67,6 +67,11 @@ def web(**changes: object) -> DataplaneService:
     return replace(WEB, **changes)  # type: ignore[arg-type]
 
 
+def web_port(protocol: Protocol, port: int, **changes: object) -> DataplaneService:
+    """The test service on one other port, still served by the backends' port 8080."""
+    return web(ports=(ServicePort(f"{protocol}-{port}", protocol, port, 8080),), **changes)
+
+
 @dataclass
 class Cluster:
     lab: Lab
@@ -87,9 +92,9 @@ class Cluster:
             argv += [f"--{key}"] if value is True else [f"--{key}", str(value)]
         return argv
 
-    def connect(self, count: int, **options: object) -> dict[str, object]:
+    def connect(self, count: int, host: str = "c1", **options: object) -> dict[str, object]:
         out = self.scratch / f"connect-{time.monotonic_ns()}.json"
-        self.lab.exec("c1", *self.client_argv("connect", out, count, **options))
+        self.lab.exec(host, *self.client_argv("connect", out, count, **options))
         result: dict[str, object] = json.loads(out.read_text())
         return result
 
@@ -129,6 +134,9 @@ def build(lab: Lab) -> None:
         lab.host(pod)
         lab.link(node, pod, pod, "eth0")
         lab.ip(node, "link", "set", pod, "master", "cbr0")
+        # As bridge CNIs do (hairpinMode): with br_netfilter loaded, a pod's connection to a
+        # VIP that DNATs back to the pod itself must leave by the port it came in on.
+        lab.ip(node, "link", "set", pod, "type", "bridge_slave", "hairpin", "on")
         dual_address(lab, pod, "eth0", address)
         dual_route(lab, pod, "default", address.rsplit(".", 1)[0] + ".1")
         lab.spawn(pod, [sys.executable, TRAFFIC, "serve", "--name", pod])

@@ -9,15 +9,10 @@ from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
-from dataplane_cluster import BACKENDS, BACKENDS6, CLIENT6, VIP6, Cluster, web
+from dataplane_cluster import BACKENDS, BACKENDS6, CLIENT6, VIP6, Cluster, web, web_port
 
 from herald.dataplane.apply import ApplyError, Datapath, Nft
-from herald.dataplane.model import (
-    DataplaneService,
-    ForwardingMode,
-    Protocol,
-    ServicePort,
-)
+from herald.dataplane.model import DataplaneService, ForwardingMode, Protocol
 
 pytestmark = pytest.mark.netns
 
@@ -28,7 +23,7 @@ def other(index: int) -> DataplaneService:
 
 def mail() -> DataplaneService:
     """Shares web's VIP on another port."""
-    return web(key="default/mail", ports=(ServicePort("smtp", Protocol.TCP, 25, 2525),))
+    return web_port(Protocol.TCP, 25, key="default/mail")
 
 
 def listing(cluster: Cluster, node: str) -> list[str]:

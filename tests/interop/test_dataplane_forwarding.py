@@ -16,14 +16,10 @@ from dataplane_cluster import (
     Cluster,
     v6,
     web,
+    web_port,
 )
 
-from herald.dataplane.model import (
-    Protocol,
-    ServicePort,
-    SessionAffinity,
-    TrafficPolicy,
-)
+from herald.dataplane.model import Protocol, SessionAffinity, TrafficPolicy
 
 pytestmark = pytest.mark.netns
 
@@ -132,7 +128,7 @@ def test_ipv6_local_policy_keeps_the_client(cluster: Cluster) -> None:
 
 
 def test_udp_service(cluster: Cluster) -> None:
-    dns = web(ports=(ServicePort("dns", Protocol.UDP, 53, 8080),))
+    dns = web_port(Protocol.UDP, 53)
     cluster.apply([dns])
     result = cluster.connect(300, port=53, udp=True)
     assert result["errors"] == {}
@@ -140,3 +136,19 @@ def test_udp_service(cluster: Cluster) -> None:
     cluster.apply([replace(dns, backends=())])
     refused = cluster.connect(2, port=53, udp=True)
     assert refused["errors"] == {"ConnectionRefusedError": 2}
+
+
+def test_the_node_itself_reaches_the_vip(cluster: Cluster) -> None:
+    cluster.apply([web()])
+    result = cluster.connect(90, host="n2")
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]
+
+
+def test_a_pod_reaches_its_own_service(cluster: Cluster) -> None:
+    # Hairpin: p1b's connections come back to p1b itself or to p1a on the same bridge; the
+    # masquerade makes their replies return through n1 to be un-DNATed.
+    cluster.apply([web()])
+    result = cluster.connect(90, host="p1b")
+    assert result["errors"] == {}
+    assert sorted(result["backends"]) == ["p1a", "p1b", "p2a"]

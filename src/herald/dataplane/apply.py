@@ -8,6 +8,7 @@ one transaction per service, so a service nft refuses is named and leaves its pr
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from herald.dataplane.render import (
     base_objects,
     render_service,
     service_prefix,
+    without_conflicts,
 )
 
 FAMILIES = ("inet", "netdev")
@@ -86,6 +88,8 @@ class Datapath:
     # service key and compared with `is`/`==` rather than hashed: hashing every backend
     # address on every sync would cost more than the change itself.
     rendered: dict[str, tuple[DataplaneService, ServiceRules]] = field(default_factory=dict)
+    # Services left out of the last render because their VIP:port belongs to another one.
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     def render(self, services: Iterable[DataplaneService]) -> Ruleset:
         fresh = {}
@@ -96,8 +100,15 @@ class Datapath:
             else:
                 fresh[service.key] = (service, render_service(service, self.node))
         self.rendered = fresh
-        ordered = tuple(rules for _, (_, rules) in sorted(fresh.items()))
+        ordered, self.conflicts = without_conflicts(
+            [rules for _, rules in fresh.values()], self.services.keys()
+        )
         return Ruleset(base=base_objects(ordered, self.node), services=ordered)
+
+    def raise_conflicts(self, failed: Mapping[str, str]) -> None:
+        problems = {**self.conflicts, **failed}
+        if problems:
+            raise ApplyError(sorted(problems), "; ".join(problems.values()))
 
     def resync(self, services: Iterable[DataplaneService]) -> None:
         """Replace herald's tables with exactly `services`, keeping counter values."""
@@ -108,6 +119,7 @@ class Datapath:
             raise ApplyError(self.refused_services(desired), error)
         self.base = desired.base
         self.services = {s.key: s for s in desired.services}
+        self.raise_conflicts({})
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
         """Bring the kernel to `services`, touching only the services that changed."""
@@ -119,21 +131,25 @@ class Datapath:
         base = ruleset.base
         self.add_base(base)
         failed: dict[str, str] = {}
+        users = collections.Counter(e for s in self.services.values() for e in s.elements)
         for key in sorted(desired.keys() | self.services.keys()):
             old, new = self.services.get(key), desired.get(key)
             if old == new:
                 continue
-            in_use = {e for k, s in self.services.items() if k != key for e in s.elements}
-            error = self.nft.transaction(service_change(old, new, in_use))
+            old_elements = old.elements if old else ()
+            shared = {e for e in old_elements if users[e] > 1}
+            error = self.nft.transaction(service_change(old, new, shared))
             if error is not None:
                 failed[key] = error
-            elif new is None:
+                continue
+            users.subtract(old_elements)
+            users.update(new.elements if new else ())
+            if new is None:
                 del self.services[key]
             else:
                 self.services[key] = new
         self.remove_base(base)
-        if failed:
-            raise ApplyError(sorted(failed), "; ".join(failed.values()))
+        self.raise_conflicts(failed)
 
     def add_base(self, base: tuple[NftObject, ...]) -> None:
         """Create the shared objects that are new before any service refers to them."""
@@ -215,18 +231,18 @@ def keep_counters(ruleset: Ruleset, values: Mapping[str, Counter]) -> Ruleset:
     return replace(ruleset, services=services)
 
 
-def service_change(old: ServiceRules | None, new: ServiceRules | None, in_use: set[Element]) -> str:
+def service_change(old: ServiceRules | None, new: ServiceRules | None, shared: set[Element]) -> str:
     """One transaction turning a service's objects from `old` into `new`.
 
     Objects present in both are flushed and refilled rather than deleted, so the dispatch
     elements that jump to them stay valid; the service's counter is never reset. A shared
-    element (a VIP of two services) is deleted only when no other service still uses it.
+    element (a VIP of two services, listed in `shared`) is left for the other service.
     """
     old_objects = {(o.family, o.name): o for o in old.objects} if old else {}
     new_objects = {(o.family, o.name): o for o in new.objects} if new else {}
     old_elements = set(old.elements) if old else set()
     new_elements = set(new.elements) if new else set()
-    script = [remove_elements(sorted(old_elements - new_elements - in_use))]
+    script = [remove_elements(sorted(old_elements - new_elements - shared))]
     gone = []
     for key, obj in old_objects.items():
         successor = new_objects.get(key)

@@ -18,4 +18,7 @@ def usable_backends(service: DataplaneService, node: str) -> tuple[Backend, ...]
     ready = tuple(b for b in candidates if b.ready)
     if not ready:
         ready = tuple(b for b in candidates if b.serving and b.terminating)
-    return tuple(sorted(set(ready), key=lambda b: (b.version, b.address.packed, b.node)))
+    # One entry per address: EndpointSlices may list an endpoint twice while it moves
+    # between slices, and Maglev needs unique names.
+    by_address = {b.address: b for b in sorted(ready, key=lambda b: (b.node, b.weight))}
+    return tuple(sorted(by_address.values(), key=lambda b: (b.version, b.address.packed)))

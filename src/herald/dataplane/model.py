@@ -94,6 +94,8 @@ class DataplaneService:
             raise ValueError(f"service key must be 'namespace/name', got {self.key!r}")
         if not self.vips:
             raise ValueError(f"service {self.key}: needs at least one VIP")
+        if len(set(self.vips)) != len(self.vips):
+            raise ValueError(f"service {self.key}: a VIP is listed twice")
         if not self.ports:
             raise ValueError(f"service {self.key}: needs at least one port")
         seen = {(p.protocol, p.port) for p in self.ports}

@@ -11,6 +11,7 @@ Layout (docs/datapath.md has a rendered example):
   - `nat-prerouting` (nat, priority dstnat) looks the same key up in `dnat-v4`/`dnat-v6` and
     jumps to the service's `nat` chain, which DNATs to `jhash(flow) mod M` looked up in the
     service's Maglev map (slot -> backend address).
+  - `filter-output` and `nat-output` do the same for the node's own connections.
   - `nat-postrouting` masquerades connections whose conntrack entry carries herald's
     masquerade label, set by the `nat` chain of snat services with policy Cluster. A label
     rather than a packet mark: marks are shared with every other network component.
@@ -26,7 +27,7 @@ service replaces exactly its own objects and its elements in the shared dispatch
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -140,6 +141,32 @@ def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
     return ("elements = {", *(f"\t{row}," for row in rows[:-1]), f"\t{rows[-1]}", "}")
 
 
+def without_conflicts(
+    services: Sequence[ServiceRules], incumbents: Collection[str] = ()
+) -> tuple[tuple[ServiceRules, ...], dict[str, str]]:
+    """Drop services that claim a VIP, protocol and port another service already has.
+
+    Services in `incumbents` (those already serving) keep their claims; otherwise the first
+    by key wins. Returns the services to render and, per dropped service, why.
+    """
+    owner: dict[tuple[str, str, str], str] = {}
+    kept: list[ServiceRules] = []
+    refused: dict[str, str] = {}
+    for rules in sorted(services, key=lambda r: (r.key not in incumbents, r.key)):
+        claims = [
+            (e.family, e.container, e.text.split(" : ")[0])
+            for e in rules.elements
+            if e.container.startswith("services-")
+        ]
+        taken = next((c for c in claims if c in owner), None)
+        if taken is None:
+            owner.update(dict.fromkeys(claims, rules.key))
+            kept.append(rules)
+        else:
+            refused[rules.key] = f"{taken[2]} already belongs to service {owner[taken]}"
+    return tuple(sorted(kept, key=lambda r: r.key)), refused
+
+
 # -- address families -------------------------------------------------------------------
 
 
@@ -171,6 +198,10 @@ def dispatch_key(family: Family) -> str:
     return f"{family.header} daddr . meta l4proto . th dport"
 
 
+def base_chain(name: str, hook: str, rules: Sequence[str]) -> NftObject:
+    return NftObject("inet", Rank.BASE_CHAIN, "chain", name, (hook, *rules))
+
+
 def _inet_base() -> tuple[NftObject, ...]:
     objects = []
     dispatch_filter = []
@@ -198,36 +229,28 @@ def _inet_base() -> tuple[NftObject, ...]:
             f"{f.header} daddr @vips-{f.suffix} ct state != related "
             "reject with icmpx type port-unreachable",
         ]
-    objects += [
-        NftObject(
-            "inet",
-            Rank.BASE_CHAIN,
-            "chain",
-            "filter-prerouting",
-            (
-                "type filter hook prerouting priority dstnat - 10; policy accept;",
-                *dispatch_filter,
-                *refuse_other_ports,
+    # Output hooks too: the node's own processes (health checks, host-network pods) reach
+    # VIPs through the same service chains as traffic that arrives from the network.
+    # Numeric priorities: nft accepts the name `dstnat` (-100) for prerouting only. The
+    # filter chains run just before DNAT, while the destination is still the VIP.
+    for hook in ("prerouting", "output"):
+        objects += [
+            base_chain(
+                f"filter-{hook}",
+                f"type filter hook {hook} priority -110; policy accept;",
+                (*dispatch_filter, *refuse_other_ports),
             ),
-        ),
-        NftObject(
-            "inet",
-            Rank.BASE_CHAIN,
-            "chain",
-            "nat-prerouting",
-            ("type nat hook prerouting priority dstnat; policy accept;", *dispatch_nat),
-        ),
-        NftObject(
-            "inet",
-            Rank.BASE_CHAIN,
-            "chain",
+            base_chain(
+                f"nat-{hook}", f"type nat hook {hook} priority -100; policy accept;", dispatch_nat
+            ),
+        ]
+    objects.append(
+        base_chain(
             "nat-postrouting",
-            (
-                "type nat hook postrouting priority srcnat; policy accept;",
-                f"ct label {MASQUERADE_LABEL} masquerade",
-            ),
-        ),
-    ]
+            "type nat hook postrouting priority srcnat; policy accept;",
+            (f"ct label {MASQUERADE_LABEL} masquerade",),
+        )
+    )
     return tuple(objects)
 
 
@@ -300,29 +323,10 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         and service.external_traffic_policy is TrafficPolicy.CLUSTER
     )
     for f in FAMILIES:
-        vips = service.vips_of(f.version)
-        if not vips:
+        if not service.vips_of(f.version):
             continue
         family_backends = tuple(b for b in backends if b.version == f.version)
-        for vip in vips:
-            elements.append(Element("inet", f"vips-{f.suffix}", str(vip)))
-            for port in service.ports:
-                key = f"{vip} . {port.protocol} . {port.port}"
-                elements.append(
-                    Element("inet", f"services-{f.suffix}", f"{key} : jump {prefix}/filter")
-                )
-                if family_backends:
-                    elements.append(
-                        Element("inet", f"dnat-{f.suffix}", f"{key} : goto {prefix}/nat")
-                    )
-                if family_backends and dsr:
-                    elements.append(
-                        Element(
-                            "netdev",
-                            f"services-{f.suffix}",
-                            f"{key} : goto {prefix}/dsr-{f.suffix}",
-                        )
-                    )
+        elements += dispatch_elements(service, f, bool(family_backends), dsr)
         if not family_backends:
             filter_rules += [
                 f"meta nfproto {f.nfproto} ct state new meta l4proto tcp reject with tcp reset",
@@ -366,6 +370,32 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
     return ServiceRules(
         service.key, tuple(objects), tuple(sorted(elements)), tuple(sorted(forwards_to))
     )
+
+
+def dispatch_elements(
+    service: DataplaneService, f: Family, serving: bool, dsr: bool
+) -> list[Element]:
+    """The service's entries in the shared maps: each VIP, and each VIP . proto . port.
+
+    Without a usable backend only the filter entry exists, so new flows meet the reject.
+    """
+    prefix = service_prefix(service.key)
+    elements = []
+    for vip in service.vips_of(f.version):
+        elements.append(Element("inet", f"vips-{f.suffix}", str(vip)))
+        for port in service.ports:
+            key = f"{vip} . {port.protocol} . {port.port}"
+            elements.append(
+                Element("inet", f"services-{f.suffix}", f"{key} : jump {prefix}/filter")
+            )
+            if serving:
+                elements.append(Element("inet", f"dnat-{f.suffix}", f"{key} : goto {prefix}/nat"))
+            if serving and dsr:
+                dsr_chain = f"{prefix}/dsr-{f.suffix}"
+                elements.append(
+                    Element("netdev", f"services-{f.suffix}", f"{key} : goto {dsr_chain}")
+                )
+    return elements
 
 
 def hash_expression(f: Family, affinity: SessionAffinity, size: int, seed: int) -> str:

@@ -129,3 +129,24 @@ def test_resync_keeps_counter_values() -> None:
     fake = FakeNft(listing=listing)
     datapath(fake).resync([web()])
     assert "packets 7 bytes 9" in fake.scripts[0]
+
+
+def test_sync_keeps_a_vip_another_service_still_uses() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    web_service, mail = SCENARIOS["shared_vip"]
+    dp.sync([web_service, mail])
+    dp.sync([mail])
+    assert "vips-v4" not in fake.scripts[-1]
+    dp.sync([])
+    assert "delete element inet herald vips-v4 { 203.0.113.10 }" in fake.scripts[-1]
+
+
+def test_resync_applies_the_others_and_names_a_conflicting_service() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    with pytest.raises(ApplyError) as caught:
+        dp.resync([web(), web(key="default/zzz")])
+    assert caught.value.services == ("default/zzz",)
+    assert "svc/default/zzz" not in fake.scripts[0]
+    assert list(dp.services) == ["default/web"]

@@ -10,7 +10,7 @@ import pytest
 from scenarios import HTTP, NODE, SCENARIOS, THREE, web
 
 from herald.dataplane.model import Backend, ForwardingMode, NodeContext
-from herald.dataplane.render import RenderError, render, render_service
+from herald.dataplane.render import RenderError, render, render_service, without_conflicts
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HERALD_UPDATE_GOLDEN") == "1"
@@ -78,3 +78,20 @@ def test_dsr_needs_the_address_of_a_backend_node() -> None:
 def test_service_port_validation() -> None:
     with pytest.raises(ValueError, match="target_port"):
         type(HTTP)("x", HTTP.protocol, 80, 0)
+
+
+def test_a_vip_port_claimed_twice_keeps_the_incumbent() -> None:
+    first = render_service(web(), NODE)
+    second = render_service(web(key="default/aaa"), NODE)
+    kept, refused = without_conflicts([first, second], incumbents={"default/web"})
+    assert [r.key for r in kept] == ["default/web"]
+    assert refused == {
+        "default/aaa": "203.0.113.10 . tcp . 80 already belongs to service default/web"
+    }
+    kept, refused = without_conflicts([first, second])
+    assert [r.key for r in kept] == ["default/aaa"]
+
+
+def test_a_shared_vip_on_other_ports_is_no_conflict() -> None:
+    rules = [render_service(s, NODE) for s in SCENARIOS["shared_vip"]]
+    assert without_conflicts(rules)[1] == {}
