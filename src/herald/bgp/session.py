@@ -283,6 +283,16 @@ class Session:
             return
         except asyncio.CancelledError:
             sock.close()
+            if self._running:
+                # The FSM gave up waiting (ConnectRetry): the peer never answered the SYN.
+                log.warning(
+                    "event=connect_timeout peer=%s port=%d after=%.1fs hint=%r",
+                    self.key,
+                    peer.port,
+                    self.peer.connect_retry_time,
+                    "no answer: check the address, port, filters and the TCP-MD5 password "
+                    "(a key mismatch drops SYNs silently)",
+                )
             raise
         log.info("event=connected peer=%s local=%s", self.key, writer.get_extra_info("sockname")[0])
         self._attach(conn, reader, writer)

@@ -140,16 +140,39 @@ def speak(**options: Any) -> None:
         med=options["med"],
         local_pref=options["local_pref"],
     )
-    routes: dict[Network, RouteAttributes] = {}
-    try:
-        routes.update({ip_network(p): defaults for p in options["announced"]})
-    except ValueError as e:
-        raise click.BadParameter(f"--announce: {e}") from None
-    if options["routes_file"] is not None:
-        routes.update(parse_routes(_load_file(options["routes_file"]), defaults))
+    routes = _desired_routes(options["announced"], options["routes_file"], defaults)
     peers = [_peer_config(text, options) for text in options["peers"]]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_speak(options, router_id, peers, routes))
+        asyncio.run(_speak(options, router_id, peers, routes, defaults))
+
+
+def _desired_routes(
+    announced: Iterable[str], routes_file: Path | None, defaults: RouteAttributes
+) -> dict[Network, RouteAttributes]:
+    try:
+        routes = {ip_network(p): defaults for p in announced}
+    except ValueError as e:
+        raise click.BadParameter(f"--announce: {e}") from None
+    if routes_file is not None:
+        routes.update(parse_routes(_load_file(routes_file), defaults))
+    return routes
+
+
+def _reload(
+    speaker: Speaker,
+    peers: list[PeerConfig],
+    routes_file: Path,
+    announced: Iterable[str],
+    defaults: RouteAttributes,
+) -> None:
+    try:
+        routes = _desired_routes(announced, routes_file, defaults)
+    except (OSError, ValueError, yaml.YAMLError, click.BadParameter) as e:
+        logging.getLogger(__name__).error("event=reload_failed file=%s error=%s", routes_file, e)
+        return
+    for peer in peers:
+        speaker.set_routes(peer.address, routes)
+    click.echo(f"reloaded: {len(routes)} prefix(es)")
 
 
 def _peer_config(text: str, options: dict[str, Any]) -> PeerConfig:
@@ -182,6 +205,7 @@ async def _speak(
     router_id: IPv4Address,
     peers: list[PeerConfig],
     routes: dict[Network, RouteAttributes],
+    defaults: RouteAttributes,
 ) -> None:
     listen = None if options["no_listen"] else (options["listen_address"], options["port"])
     speaker = Speaker(options["local_as"], router_id, listen, restarting=options["restarting"])
@@ -189,6 +213,12 @@ async def _speak(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    routes_file: Path | None = options["routes_file"]
+    if routes_file is not None:
+        # SIGHUP re-reads the routes file: the new set is announced, the rest withdrawn.
+        loop.add_signal_handler(
+            signal.SIGHUP, _reload, speaker, peers, routes_file, options["announced"], defaults
+        )
     async with speaker:
         watcher = asyncio.create_task(_print_events(speaker))
         reporter = asyncio.create_task(_report(speaker, options["status_interval"]))
