@@ -539,6 +539,8 @@ class ExaBgp(_Daemon):
         return "\n".join(out) + "\n"
 
     def start(self) -> None:
+        self.received.unlink(missing_ok=True)  # a restart begins with an empty view
+        self._state = _ExaState()
         conf = self.workdir / "exabgp.conf"
         conf.write_text(self.config())
         env = self.workdir / "exabgp.env"
