@@ -16,7 +16,7 @@ from ipaddress import IPv6Address, ip_address
 
 from herald.bgp.peer import IPAddress
 from herald.bgp.session import Session, normalise_address
-from herald.bgp.sockopts import apply_md5
+from herald.bgp.sockopts import MAX_TTL, apply_md5, apply_ttl
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class Listener:
             if family == socket.AF_INET6:
                 # "::" takes IPv4 peers too (they appear IPv4-mapped).
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            # The SYN-ACK leaves with the listener's TTL: 255 lets GTSM peers (RFC 5082)
+            # accept it; accepted sockets then get each peer's own TTL settings.
+            apply_ttl(sock, MAX_TTL)
             sock.bind((self.address, self.port))
             sock.setblocking(False)
         except OSError as e:

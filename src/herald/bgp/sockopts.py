@@ -80,3 +80,6 @@ def apply_ttl(sock: socket.socket, ttl: int | None = None, gtsm_hops: int | None
                     sock.setsockopt(socket.IPPROTO_IP, option, value)
     elif ttl is not None:
         sock.setsockopt(level, socket.IPV6_UNICAST_HOPS if v6 else socket.IP_TTL, ttl)
+        if v6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)

@@ -218,3 +218,18 @@ def test_peer_config_rejects_bad_values() -> None:
         PeerConfig(A, 64512, hold_time=2)
     with pytest.raises(ValueError, match="exclude"):
         replace(PeerConfig(A, 64512), ebgp_multihop=2, ttl_security_hops=1)
+
+
+def test_gtsm_accepts_ttl_255_and_drops_a_peer_that_does_not_send_it() -> None:
+    async def good(a: Speaker, b: Speaker) -> None:
+        await until(lambda: state(a) is State.ESTABLISHED)
+
+    gtsm = {"ttl_security_hops": 1}
+    run(pair(good, a_as=64513, a_peer=gtsm, b_peer=gtsm))
+
+    async def bad(a: Speaker, b: Speaker) -> None:
+        await asyncio.sleep(2.5)
+        assert state(b) is not State.ESTABLISHED
+
+    # a sends with an ordinary multihop TTL of 64; b wants 255.
+    run(pair(bad, a_as=64513, a_peer={"ebgp_multihop": 64}, b_peer=gtsm))
