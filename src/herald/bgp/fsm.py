@@ -390,11 +390,18 @@ def _connected(fsm: Fsm, i: _Input) -> State:
 
 
 def _manual_stop(fsm: Fsm, i: _Input) -> State:
+    """ManualStop, and the speaker's own stops (RFC 4271 AutomaticStop, e.g. a prefix limit):
+    those pass their Cease as `error`, which replaces administrative shutdown."""
     # A NOTIFICATION goes out only once the peer has our OPEN; before that there is no session.
     notification = None
+    reason = "stopped by operator"
     if fsm.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
         notification = Notification(ErrorCode.CEASE, CeaseSubcode.ADMINISTRATIVE_SHUTDOWN)
-    state = fsm._to_idle("stopped by operator", notification)
+        if i.error is not None:
+            notification = Notification.from_error(i.error)
+    if i.error is not None:
+        reason = i.error.reason
+    state = fsm._to_idle(reason, notification)
     fsm.connect_retry_counter = 0
     return state
 

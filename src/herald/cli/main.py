@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from herald import __version__
+from herald.cli.bgp import bgp
 from herald.cli.controller import controller
 from herald.cli.crds import crds
 from herald.cli.demo import demo
@@ -25,6 +26,7 @@ cli.add_command(crds)
 cli.add_command(demo)
 cli.add_command(controller)
 cli.add_command(get)
+cli.add_command(bgp)
 
 
 def main() -> None:
