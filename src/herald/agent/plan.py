@@ -39,6 +39,8 @@ from herald.api.core import (
 from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
 from herald.api.selector import matches
 from herald.api.snapshot import ClusterState
+from herald.bgp.export import RouteAttributes
+from herald.bgp.wire import LargeCommunity
 from herald.dataplane.model import (
     Backend,
     DataplaneService,
@@ -51,16 +53,6 @@ from herald.dataplane.model import (
     TrafficPolicy,
 )
 from herald.ipam.request import is_handled
-
-
-@dataclass(frozen=True, order=True)
-class RouteAttributes:
-    """Path attributes herald attaches to one announced prefix."""
-
-    communities: tuple[int, ...] = ()
-    large_communities: tuple[tuple[int, int, int], ...] = ()
-    local_preference: int | None = None
-    med: int | None = None
 
 
 @dataclass(frozen=True)
@@ -216,15 +208,17 @@ def _attributes(attributes: PathAttributes | None) -> RouteAttributes:
     if attributes is None:
         return RouteAttributes()
     communities: list[int] = []
-    large: list[tuple[int, int, int]] = []
+    large: list[LargeCommunity] = []
     if attributes.communities is not None:
         communities += map(parse_standard_community, attributes.communities.standard)
         communities += (WELL_KNOWN_COMMUNITIES[n] for n in attributes.communities.well_known)
-        large += map(parse_large_community, attributes.communities.large)
+        large += (
+            LargeCommunity(*parse_large_community(text)) for text in attributes.communities.large
+        )
     return RouteAttributes(
         communities=tuple(sorted(set(communities))),
-        large_communities=tuple(sorted(set(large))),
-        local_preference=attributes.local_preference,
+        large_communities=_sorted_large(large),
+        local_pref=attributes.local_preference,
         med=attributes.med,
     )
 
@@ -236,10 +230,14 @@ def _merge(old: RouteAttributes | None, new: RouteAttributes) -> RouteAttributes
         return new
     return RouteAttributes(
         communities=tuple(sorted(set(old.communities) | set(new.communities))),
-        large_communities=tuple(sorted(set(old.large_communities) | set(new.large_communities))),
-        local_preference=_pick(old.local_preference, new.local_preference, max),
+        large_communities=_sorted_large([*old.large_communities, *new.large_communities]),
+        local_pref=_pick(old.local_pref, new.local_pref, max),
         med=_pick(old.med, new.med, min),
     )
+
+
+def _sorted_large(values: Iterable[LargeCommunity]) -> tuple[LargeCommunity, ...]:
+    return tuple(sorted(set(values), key=lambda c: (c.global_admin, c.local_data1, c.local_data2)))
 
 
 def _pick(a: int | None, b: int | None, choose: Callable[[list[int]], int]) -> int | None:

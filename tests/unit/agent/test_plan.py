@@ -6,9 +6,11 @@ import dataclasses
 import ipaddress
 from pathlib import Path
 
-from herald.agent.plan import RouteAttributes, plan_node
+from herald.agent.plan import plan_node
 from herald.api.manifests import parse_manifests
 from herald.api.snapshot import ClusterState
+from herald.bgp.export import RouteAttributes
+from herald.bgp.wire import LargeCommunity
 from herald.dataplane.model import ForwardingMode, TrafficPolicy
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -139,8 +141,8 @@ def test_node_selector_communities_local_pref_and_password() -> None:
     assert tor_a.password == "example-only"
     attributes = RouteAttributes(
         communities=(64512 << 16 | 100, 0xFFFFFF01),
-        large_communities=((4200000001, 1, 1),),
-        local_preference=200,
+        large_communities=(LargeCommunity(4200000001, 1, 1),),
+        local_pref=200,
     )
     assert tor_a.routes == (
         (ipaddress.ip_network("198.51.100.7/32"), attributes),
