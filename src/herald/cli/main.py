@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from herald import __version__
+from herald.cli.agent import agent, peers, routes, status
 from herald.cli.bgp import bgp
 from herald.cli.controller import controller
 from herald.cli.crds import crds
@@ -27,6 +28,10 @@ cli.add_command(demo)
 cli.add_command(controller)
 cli.add_command(get)
 cli.add_command(bgp)
+cli.add_command(agent)
+cli.add_command(status)
+bgp.add_command(peers)
+bgp.add_command(routes)
 
 
 def main() -> None:

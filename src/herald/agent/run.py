@@ -1,0 +1,230 @@
+"""The agent process: apply each snapshot's NodePlan to the datapath and the BGP speakers.
+
+Order is what keeps traffic safe ("never announce what you cannot forward"):
+1. withdraw every route the new plan drops (announcements that stay keep their old
+   attributes for the moment);
+2. commit the datapath (nft transactions);
+3. announce the new plan's routes, bring peers up or down.
+A failure in one step is logged with what it concerns and the agent keeps what it had;
+the next snapshot tries again. Nothing here decides anything: plan.py does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from herald.agent.peers import SpeakerKey, peer_config, speaker_key
+from herald.agent.plan import NodePlan, PeerPlan, plan_node
+from herald.api.snapshot import ClusterState
+from herald.bgp.export import Network, RouteAttributes
+from herald.bgp.peer import PeerConfig
+from herald.bgp.speaker import Speaker
+from herald.dataplane.apply import ApplyError, Datapath, Nft
+from herald.dataplane.model import ForwardingMode, IPAddress, NodeContext
+from herald.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    hash_seed: int = 0x48524C44  # "HRLD": one seed for the whole cluster
+    interface: str | None = None
+    default_forwarding: ForwardingMode = ForwardingMode.SNAT
+    listen_address: str = "::"
+
+
+@dataclass
+class _Applied:
+    plan: NodePlan | None = None
+    peers: dict[str, tuple[SpeakerKey, PeerConfig]] = field(default_factory=dict)
+    applied_at: float | None = None
+    apply_ms: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, source: Source, nft: Nft | None = None) -> None:
+        self.config = config
+        self.source = source
+        self._nft = nft or Nft()
+        self._datapath: Datapath | None = None
+        self._node_context: NodeContext | None = None
+        self._speakers: dict[SpeakerKey, Speaker] = {}
+        self._applied = _Applied()
+
+    async def run(self) -> None:
+        try:
+            async for snapshot in self.source.snapshots():
+                await self.apply_snapshot(snapshot)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for speaker in self._speakers.values():
+            with contextlib.suppress(Exception):
+                await speaker.close()
+        self._speakers.clear()
+
+    async def apply_snapshot(self, snapshot: ClusterState) -> None:
+        start = time.perf_counter()
+        plan = plan_node(snapshot, self.config.node, self.config.default_forwarding)
+        errors = [f"plan: {problem}" for problem in plan.problems]
+        previous = self._applied.plan
+        await self._withdraw_dropped(previous, plan)
+        errors += await self._apply_datapath(snapshot, plan)
+        errors += await self._apply_peers(plan)
+        elapsed = (time.perf_counter() - start) * 1000
+        self._applied.plan = plan
+        self._applied.applied_at = time.time()
+        self._applied.apply_ms = elapsed
+        self._applied.errors = errors
+        for error in errors:
+            log.error("event=apply_problem node=%s problem=%r", self.config.node, error)
+        log.info(
+            "event=plan_applied node=%s services=%d peers=%d routes=%d ms=%.1f",
+            self.config.node,
+            len(plan.services),
+            len(plan.peers),
+            sum(len(p.routes) for p in plan.peers),
+            elapsed,
+        )
+
+    # -- the three steps -------------------------------------------------------------------
+
+    async def _withdraw_dropped(self, previous: NodePlan | None, plan: NodePlan) -> None:
+        if previous is None:
+            return
+        wanted = {peer.key: {prefix for prefix, _ in peer.routes} for peer in plan.peers}
+        for peer in previous.peers:
+            speaker = self._speaker_of(peer.key)
+            if speaker is None:
+                continue
+            keep = wanted.get(peer.key, set())
+            speaker.set_routes(
+                peer.address, {prefix: attrs for prefix, attrs in peer.routes if prefix in keep}
+            )
+
+    async def _apply_datapath(self, snapshot: ClusterState, plan: NodePlan) -> list[str]:
+        context = NodeContext(
+            node_name=self.config.node,
+            hash_seed=self.config.hash_seed,
+            node_addresses=_node_addresses(snapshot),
+            interface=self.config.interface,
+        )
+        try:
+            if self._datapath is None or context != self._node_context:
+                self._datapath = Datapath(context, self._nft)
+                self._node_context = context
+                await asyncio.to_thread(self._datapath.resync, plan.services)
+            else:
+                await asyncio.to_thread(self._datapath.sync, plan.services)
+        except ApplyError as err:
+            return [f"datapath: {err}"]
+        return []
+
+    async def _apply_peers(self, plan: NodePlan) -> list[str]:
+        errors: list[str] = []
+        desired: dict[str, tuple[SpeakerKey, PeerConfig, PeerPlan]] = {}
+        for peer in plan.peers:
+            key = speaker_key(peer)
+            if key is None:
+                errors.append(
+                    f"bgp: instance {peer.instance}: no routerID and node {plan.node} has no "
+                    "IPv4 InternalIP; set spec.bgpInstances[].routerID"
+                )
+                continue
+            desired[peer.key] = (key, peer_config(peer), peer)
+        for name, (key, config) in list(self._applied.peers.items()):
+            if name not in desired or desired[name][:2] != (key, config):
+                await self._speakers[key].remove_peer(config.address)
+                del self._applied.peers[name]
+        for key in [k for k in self._speakers if k not in {d[0] for d in desired.values()}]:
+            await self._speakers.pop(key).close()
+        for name, (key, config, peer) in desired.items():
+            try:
+                speaker = await self._speaker(key)
+                if name not in self._applied.peers:
+                    await speaker.add_peer(config)
+                    self._applied.peers[name] = (key, config)
+                speaker.set_routes(peer.address, _routes(peer))
+            except (OSError, ValueError) as err:
+                errors.append(f"bgp: peer {name} ({peer.address}): {err}")
+        return errors
+
+    # -- speakers --------------------------------------------------------------------------
+
+    async def _speaker(self, key: SpeakerKey) -> Speaker:
+        speaker = self._speakers.get(key)
+        if speaker is None:
+            # Every start is announced as a restart: a peer that kept our routes (graceful
+            # restart) holds them until we re-send them and End-of-RIB.
+            speaker = Speaker(
+                key.local_asn,
+                ipaddress.IPv4Address(key.router_id),
+                listen=(self.config.listen_address, key.listen_port),
+                restarting=True,
+            )
+            await speaker.start()
+            self._speakers[key] = speaker
+        return speaker
+
+    def _speaker_of(self, peer_key: str) -> Speaker | None:
+        applied = self._applied.peers.get(peer_key)
+        return self._speakers.get(applied[0]) if applied else None
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        plan = self._applied.plan
+        peers = []
+        for name, (key, config) in sorted(self._applied.peers.items()):
+            speaker = self._speakers[key]
+            for status in speaker.status():
+                if status.peer != config.address:
+                    continue
+                peers.append(
+                    {
+                        "name": name,
+                        "localAS": key.local_asn,
+                        "peer": str(status.peer),
+                        "peerAS": status.peer_as,
+                        "state": status.state.value,
+                        "uptimeSeconds": status.uptime,
+                        "received": status.received_prefixes,
+                        "advertised": status.advertised_prefixes,
+                        "lastDown": status.last_down,
+                        "routes": sorted(
+                            str(prefix.network) for prefix in speaker.advertised_routes(status.peer)
+                        ),
+                    }
+                )
+        return {
+            "node": self.config.node,
+            "appliedAt": self._applied.applied_at,
+            "applyMs": self._applied.apply_ms,
+            "services": [s.key for s in plan.services] if plan else [],
+            "peers": peers,
+            "problems": list(self._applied.errors),
+        }
+
+
+def _routes(peer: PeerPlan) -> Mapping[Network, RouteAttributes]:
+    return dict(peer.routes)
+
+
+def _node_addresses(snapshot: ClusterState) -> tuple[tuple[str, IPAddress], ...]:
+    found = []
+    for node in snapshot.nodes:
+        for address in node.status.addresses:
+            if address.type == "InternalIP":
+                found.append((node.metadata.name, ipaddress.ip_address(address.address)))
+    return tuple(sorted(found, key=lambda item: (item[0], item[1].version)))

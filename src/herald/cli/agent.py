@@ -1,0 +1,157 @@
+"""`herald agent` and the commands that read agents' status: `herald status`,
+`herald bgp peers`, `herald bgp routes`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from herald.agent.run import Agent, AgentConfig
+from herald.agent.status import DEFAULT_STATUS_DIR, query_all, serve_status, socket_path
+from herald.cli.output import output_option, print_json, print_table
+from herald.cli.source_option import manifests_option
+from herald.dataplane.model import ForwardingMode
+from herald.sources.files import FileSource
+
+status_dir_option = click.option(
+    "--status-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="HERALD_STATUS_DIR",
+    default=DEFAULT_STATUS_DIR,
+    show_default=True,
+    help="Directory of the agents' status sockets; env HERALD_STATUS_DIR.",
+)
+
+
+@click.command()
+@click.option("--node", required=True, help="Name of this node (its Node object's name).")
+@manifests_option
+@status_dir_option
+@click.option("--interface", default=None, help="Uplink interface (needed for DSR).")
+@click.option(
+    "--forwarding",
+    type=click.Choice([mode.value for mode in ForwardingMode]),
+    default=ForwardingMode.SNAT.value,
+    show_default=True,
+    help="Forwarding mode of Services without the herald.io/forwarding-mode annotation.",
+)
+def agent(
+    node: str, manifests: Path, status_dir: Path, interface: str | None, forwarding: str
+) -> None:
+    """Run the node agent: datapath rules and BGP announcements for NODE."""
+    logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    config = AgentConfig(
+        node=node, interface=interface, default_forwarding=ForwardingMode(forwarding)
+    )
+
+    async def main() -> None:
+        runner = Agent(config, FileSource(manifests))
+        server = await serve_status(socket_path(status_dir, node), runner.status)
+        try:
+            await runner.run()
+        finally:
+            server.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@click.command()
+@status_dir_option
+@output_option
+def status(status_dir: Path, output: str) -> None:
+    """Each agent: when it last applied a plan, its services, sessions and problems."""
+    agents = query_all(status_dir)
+    if output == "json":
+        print_json(agents)
+        return
+    if not agents:
+        click.echo(f"no agent sockets in {status_dir}", err=True)
+        sys.exit(1)
+    print_table(
+        None,
+        ("NODE", "SERVICES", "SESSIONS UP", "APPLY MS", "PROBLEMS"),
+        [
+            (
+                a.get("node"),
+                len(a.get("services", [])),
+                f"{_established(a)}/{len(a.get('peers', []))}",
+                f"{a['applyMs']:.1f}" if a.get("applyMs") is not None else "",
+                a.get("error") or "; ".join(a.get("problems", [])) or "none",
+            )
+            for a in agents
+        ],
+    )
+
+
+@click.command()
+@status_dir_option
+@output_option
+def peers(status_dir: Path, output: str) -> None:
+    """BGP sessions of every node, like `cilium bgp peers`."""
+    rows = [(a, p) for a in query_all(status_dir) for p in a.get("peers", [])]
+    if output == "json":
+        print_json([{"node": a["node"], **p} for a, p in rows])
+        return
+    print_table(
+        None,
+        (
+            "NODE",
+            "LOCAL AS",
+            "PEER AS",
+            "PEER ADDRESS",
+            "SESSION",
+            "UPTIME",
+            "RECEIVED",
+            "ADVERTISED",
+        ),
+        [
+            (
+                a["node"],
+                p["localAS"],
+                p["peerAS"],
+                p["peer"],
+                p["state"].lower(),
+                _duration(p.get("uptimeSeconds")),
+                p["received"],
+                p["advertised"],
+            )
+            for a, p in rows
+        ],
+    )
+
+
+@click.command()
+@status_dir_option
+@output_option
+def routes(status_dir: Path, output: str) -> None:
+    """Routes each node advertises to each peer."""
+    rows = [
+        (a["node"], p["peer"], route)
+        for a in query_all(status_dir)
+        for p in a.get("peers", [])
+        for route in p.get("routes", [])
+    ]
+    if output == "json":
+        print_json([{"node": n, "peer": peer, "prefix": r} for n, peer, r in rows])
+        return
+    print_table(None, ("NODE", "PEER", "PREFIX"), rows)
+
+
+def _established(agent_status: dict[str, Any]) -> int:
+    return sum(1 for p in agent_status.get("peers", []) if p["state"] == "Established")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02}m{secs:02}s" if hours else f"{minutes}m{secs:02}s"
