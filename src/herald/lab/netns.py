@@ -1,9 +1,12 @@
 """Network namespaces as lab hosts: create, wire, run commands in them, and tear down.
 
-Every namespace a `Lab` makes is named `<prefix><pid>-<host>`, where pid is the creating
-process: a later run removes the namespaces of runs that died (their pid is gone) without
-touching a concurrent run's. Processes are started through `ip netns exec` (which execs the
-command, so the Popen pid is the process itself) and ended by that pid only.
+Every namespace a test's `Lab` makes is named `<prefix><pid>-<host>`, where pid is the
+creating process: a later run removes the namespaces of runs that died (their pid is gone)
+without touching a concurrent run's. The `herald lab` network outlives the command that
+builds it, so it uses stable names (`<prefix><host>`, `stable_names=True`) and its own
+record of what to remove (lab/cluster.py). Processes are started through `ip netns exec`
+(which execs the command, so the Popen pid is the process itself) and ended by that pid
+only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 DEFAULT_PREFIX = "hd-"
@@ -89,9 +93,11 @@ class Lab:
     prefix: str = DEFAULT_PREFIX
     hosts: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stable_names: bool = False
 
     def __enter__(self) -> Lab:
-        remove_stale(self.prefix)
+        if not self.stable_names:
+            remove_stale(self.prefix)
         return self
 
     def __exit__(
@@ -107,7 +113,7 @@ class Lab:
         return self.hosts[host]
 
     def host(self, host: str, forwarding: bool = False) -> str:
-        name = f"{self.prefix}{os.getpid()}-{host}"
+        name = f"{self.prefix}{host}" if self.stable_names else f"{self.prefix}{os.getpid()}-{host}"
         run(["ip", "netns", "add", name])
         self.hosts[host] = name
         self.ip(host, "link", "set", "lo", "up")
@@ -151,12 +157,23 @@ class Lab:
         family = ["-6"] if any(":" in s for s in spec) else []
         run(["ip", *family, "-n", self.ns(host), "route", "replace", *spec])
 
-    def spawn(self, host: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(host), *argv],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def spawn(
+        self, host: str, argv: Sequence[str], log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Starts `argv` in `host`; output goes to `log` (appended) or nowhere. Processes of a
+        stable lab get their own session, so they outlive the command that started them."""
+        output = log.open("ab") if log is not None else subprocess.DEVNULL
+        try:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns(host), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+                start_new_session=self.stable_names,
+            )
+        finally:
+            if log is not None:
+                output.close()  # type: ignore[union-attr]
         self.processes.append(process)
         return process
 

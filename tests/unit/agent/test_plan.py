@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def seed_files() -> dict[str, str]:
-    return {str(p): p.read_text() for p in sorted((ROOT / "examples" / "seed").glob("*.yaml"))}
+    paths = [*sorted((ROOT / "examples" / "seed").glob("*.yaml")), ROOT / "examples" / "cluster" / "nodes.yaml"]
+    return {str(p): p.read_text() for p in paths}
 
 
 def endpoints(service: str, pods: list[tuple[str, str, bool]], port_name: str = "http") -> str:

@@ -1,0 +1,69 @@
+"""`herald lab`: the seed topology in network namespaces on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from herald.cli.source_option import manifests_option
+from herald.lab import cluster
+from herald.lab.netns import LabError
+
+
+@click.group()
+def lab() -> None:
+    """Build, use and remove a lab cluster (needs root)."""
+
+
+@lab.command()
+@click.option("--router", type=click.Choice(["frr", "bird"]), default="frr", show_default=True)
+@click.option("--nodes", type=click.IntRange(1, 5), default=5, show_default=True,
+              help="Number of workers besides k8s-master1.")  # fmt: skip
+@manifests_option
+def up(router: str, nodes: int, manifests: Path) -> None:
+    """Build the lab: router, clients, k8s-master1 and k8s-worker1..N with pods, controller
+    and agents. Apply manifests by copying them into the manifests directory."""
+    try:
+        topology = cluster.up(router, nodes, manifests)  # type: ignore[arg-type]
+    except (LabError, OSError) as err:
+        click.echo(f"lab up failed (everything it made was removed): {err}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"lab up: router ({topology.router}) 192.0.2.1, "
+        f"{len(topology.nodes)} nodes, clients 198.51.100.10-11; manifests in {manifests}"
+    )
+
+
+@lab.command()
+def down() -> None:
+    """Remove every namespace, process and file the lab made (also after a crash)."""
+    removed = cluster.down()
+    click.echo(f"lab down: removed {len(removed)} namespaces")
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(host: str, argv: tuple[str, ...]) -> None:
+    """Run a command in lab host HOST: herald lab exec client1 -- curl http://203.0.113.0/"""
+    try:
+        sys.exit(cluster.exec_in(host, list(argv)))
+    except LabError as err:
+        click.echo(str(err), err=True)
+        sys.exit(2)
+
+
+@lab.command(hidden=True)
+@manifests_option
+def kubelet(manifests: Path) -> None:
+    """The lab's pod and EndpointSlice manager (started by `lab up`)."""
+    from herald.lab.kubelet import run_kubelet
+
+    logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_kubelet(manifests))

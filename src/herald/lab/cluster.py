@@ -1,0 +1,219 @@
+"""`herald lab up` / `down`: the seed topology in network namespaces, and its processes.
+
+The network outlives the command that builds it, so what must be removed later (namespace
+prefix, process ids, FRR's directories) is written to LAB_DIR/state.json as it is made.
+`down` ends those processes by pid, deletes every namespace with the lab's prefix (which
+also ends anything left inside them) and removes the directories: it works after a crash
+of anything, including of `up` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from herald.agent.status import DEFAULT_STATUS_DIR
+from herald.cli.source_option import DEFAULT_MANIFESTS
+from herald.lab.netns import Lab, LabError, delete_namespace, end_process, namespaces, run
+from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec
+from herald.lab.topology import (
+    CLIENT_GATEWAY,
+    CLIENTS,
+    LOCAL_ASN,
+    ROUTER_ADDRESS,
+    RouterKind,
+    Topology,
+    node_manifests,
+    seed_topology,
+)
+
+PREFIX = "hl-"
+LAB_DIR = Path("/run/herald/lab")
+STATE = LAB_DIR / "state.json"
+LOGS = LAB_DIR / "logs"
+GENERATED = "_lab"  # the lab's own manifests (Nodes, EndpointSlices) inside the directory
+
+
+def lab() -> Lab:
+    return Lab(prefix=PREFIX, stable_names=True)
+
+
+def herald_argv(*args: str) -> list[str]:
+    """The herald command of this installation (beside the running interpreter)."""
+    return [str(Path(sys.executable).with_name("herald")), *args]
+
+
+def up(
+    router: RouterKind = "frr", workers: int = 5, manifests: Path = DEFAULT_MANIFESTS
+) -> Topology:
+    down()
+    topology = seed_topology(router, workers)
+    network = lab()
+    state: dict[str, Any] = {
+        "topology": topology.to_json(),
+        "manifests": str(manifests),
+        "pids": [],
+        "dirs": [],
+    }
+    try:
+        _build_network(network, topology)
+        _prepare_manifests(manifests, topology)
+        _start_router(network, topology, state)
+        _record(network, state)
+        _start_herald(network, topology, manifests, state)
+        _record(network, state)
+    except Exception:
+        _record(network, state)
+        down()
+        raise
+    return topology
+
+
+def down() -> list[str]:
+    """Remove everything a lab made; returns the namespaces removed."""
+    state = read_state()
+    for pid in state.get("pids", []):
+        end_process(int(pid), grace=1.0)
+    removed = [name for name in namespaces() if name.startswith(PREFIX)]
+    for name in removed:
+        delete_namespace(name)
+    for directory in state.get("dirs", []):
+        shutil.rmtree(directory, ignore_errors=True)
+    for stale in (STATE, LAB_DIR / "pods.json"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    manifests = state.get("manifests")
+    if manifests:
+        shutil.rmtree(Path(manifests), ignore_errors=True)
+    shutil.rmtree(DEFAULT_STATUS_DIR, ignore_errors=True)
+    return removed
+
+
+def read_state() -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(STATE.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data
+
+
+def exec_in(host: str, argv: list[str]) -> int:
+    """Runs `argv` in lab host `host` with the terminal attached; returns its exit code."""
+    name = PREFIX + host
+    if name not in namespaces():
+        hosts = sorted(n.removeprefix(PREFIX) for n in namespaces() if n.startswith(PREFIX))
+        raise LabError(f"no lab host {host!r}; hosts: {', '.join(hosts) or 'none (herald lab up)'}")
+    return subprocess.call(["ip", "netns", "exec", name, *argv])
+
+
+# -- building ------------------------------------------------------------------------------
+
+
+def _build_network(network: Lab, topology: Topology) -> None:
+    network.host("sw")
+    network.host("router", forwarding=True)
+    network.bridge("sw", "br0")
+    network.bridge("router", "lan0")
+    network.address("router", "lan0", f"{CLIENT_GATEWAY}/24")
+    for client, address in CLIENTS.items():
+        network.host(client)
+        network.link("router", client, client, "eth0")
+        network.ip("router", "link", "set", client, "master", "lan0")
+        network.address(client, "eth0", f"{address}/24")
+        network.route(client, "default", "via", CLIENT_GATEWAY)
+    # Spread flows over the next hops by their ports too, not only by addresses.
+    network.sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")
+    _attach(network, "router", ROUTER_ADDRESS)
+    for node in topology.nodes:
+        network.host(node.name, forwarding=True)
+        _attach(network, node.name, node.address)
+        network.bridge(node.name, "cni0")
+        network.address(node.name, "cni0", f"{node.pod_gateway}/24")
+        network.route(node.name, "default", "via", ROUTER_ADDRESS)
+        for other in topology.nodes:
+            if other is not node:
+                network.route(node.name, other.pod_cidr, "via", other.address)
+
+
+def _attach(network: Lab, host: str, address: str) -> None:
+    network.link("sw", host, host, "eth0")
+    network.ip("sw", "link", "set", host, "master", "br0")
+    network.address(host, "eth0", f"{address}/24")
+
+
+def _prepare_manifests(manifests: Path, topology: Topology) -> None:
+    generated = manifests / GENERATED
+    generated.mkdir(parents=True, exist_ok=True)
+    (generated / "nodes.yaml").write_text(node_manifests(topology))
+    LOGS.mkdir(parents=True, exist_ok=True)
+
+
+def _start_router(network: Lab, topology: Topology, state: dict[str, Any]) -> None:
+    spec = RouterSpec(
+        asn=LOCAL_ASN,
+        router_id=ROUTER_ADDRESS,
+        neighbors=tuple(
+            Neighbor(node.address, LOCAL_ASN, passive=True, ipv6=False) for node in topology.nodes
+        ),
+        hold_time=9,
+        connect_retry=1,
+        graceful_restart=True,
+        restart_time=120,
+    )
+    backend = Frr if topology.router == "frr" else Bird
+    daemon = backend(network, "router", spec, LAB_DIR / "router")
+    if isinstance(daemon, Frr):
+        state["dirs"] += [str(daemon.etc), str(daemon.run_dir)]
+    daemon.start()
+
+
+def _start_herald(network: Lab, topology: Topology, manifests: Path, state: dict[str, Any]) -> None:
+    common = ["--manifests", str(manifests)]
+    master = topology.nodes[0].name
+    network.spawn(master, herald_argv("controller", *common), log=LOGS / "controller.log")
+    for node in topology.nodes:
+        network.spawn(
+            node.name,
+            herald_argv(
+                "agent", "--node", node.name, *common, "--status-dir", str(DEFAULT_STATUS_DIR)
+            ),
+            log=LOGS / f"agent-{node.name}.log",
+        )
+    kubelet = herald_argv("lab", "kubelet", *common)
+    # The lab's kubelet makes pod namespaces, so it runs in the root namespace.
+    log = (LOGS / "kubelet.log").open("ab")
+    process = subprocess.Popen(
+        kubelet,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    network.processes.append(process)
+
+
+def _record(network: Lab, state: dict[str, Any]) -> None:
+    state["pids"] = sorted({*state["pids"], *(p.pid for p in network.processes)})
+    LAB_DIR.mkdir(parents=True, exist_ok=True)
+    STATE.write_text(json.dumps(state, indent=1))
+
+
+def wait_until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise LabError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def run_in(host: str, *argv: str, check: bool = False) -> str:
+    return run(["ip", "netns", "exec", PREFIX + host, *argv], check=check).stdout

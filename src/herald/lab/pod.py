@@ -1,0 +1,53 @@
+"""A lab backend pod: answers every HTTP request with its own name, its node and the client.
+
+Run as `python -m herald.lab.pod --name NAME --node NODE --port PORT` inside the pod's
+namespace. The answer names the pod and node so a client can see where each request went,
+and the client address so Local traffic policy (client address kept) can be seen too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class DualStackServer(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        # One socket for IPv4 and IPv6 clients alike.
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def handler(pod: str, node: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            client = self.client_address[0].removeprefix("::ffff:")
+            body = f"pod={pod} node={node} client={client}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # one line per request would drown the lab's logs
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    DualStackServer(("::", args.port), handler(args.name, args.node)).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The lab's network, as data (pure): who is where, with which addresses (LAB.md's plan).
+
+    client1 .10 ─┐
+    client2 .11 ─┴─ router (lan0 198.51.100.1, eth0 192.0.2.1) ── sw/br0 192.0.2.0/24
+                       ├── k8s-master1 .10
+                       ├── k8s-worker1 .21 ... k8s-worker5 .25
+
+Each node has a pod bridge cni0 with 198.18.N.1/24 (master N=0, workerK N=K) and routes to
+every other node's pod CIDR through that node: a minimal CNI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+RouterKind = Literal["frr", "bird"]
+LOCAL_ASN = 64512
+ROUTER_ADDRESS = "192.0.2.1"
+CLIENT_GATEWAY = "198.51.100.1"
+CLIENTS = {"client1": "198.51.100.10", "client2": "198.51.100.11"}
+POOL = "203.0.113.0/24"
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    address: str
+    pod_index: int
+    control_plane: bool = False
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"198.18.{self.pod_index}.0/24"
+
+    @property
+    def pod_gateway(self) -> str:
+        return f"198.18.{self.pod_index}.1"
+
+
+@dataclass(frozen=True)
+class Topology:
+    router: RouterKind
+    nodes: tuple[LabNode, ...]
+
+    @property
+    def workers(self) -> tuple[LabNode, ...]:
+        return tuple(node for node in self.nodes if not node.control_plane)
+
+    def node(self, name: str) -> LabNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "router": self.router,
+            "nodes": [[n.name, n.address, n.pod_index, n.control_plane] for n in self.nodes],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Topology:
+        return cls(data["router"], tuple(LabNode(*fields) for fields in data["nodes"]))
+
+
+def seed_topology(router: RouterKind = "frr", workers: int = 5) -> Topology:
+    if not 1 <= workers <= 5:
+        raise ValueError(f"--nodes {workers}: the lab has 1 to 5 workers (192.0.2.21-25)")
+    master = LabNode("k8s-master1", "192.0.2.10", 0, control_plane=True)
+    return Topology(
+        router,
+        (master, *(LabNode(f"k8s-worker{i}", f"192.0.2.2{i}", i) for i in range(1, workers + 1))),
+    )
+
+
+def node_manifests(topology: Topology) -> str:
+    """The Node objects a kubelet would register, as one YAML text."""
+    documents = []
+    for node in topology.nodes:
+        role = (
+            "    node-role.kubernetes.io/control-plane: ''\n"
+            if node.control_plane
+            else "    node-role.kubernetes.io/worker: ''\n"
+        )
+        documents.append(
+            "apiVersion: v1\nkind: Node\n"
+            f"metadata:\n  name: {node.name}\n  labels:\n"
+            f"    kubernetes.io/hostname: {node.name}\n{role}"
+            f"spec:\n  podCIDR: {node.pod_cidr}\n"
+            f"status:\n  addresses:\n    - type: InternalIP\n      address: {node.address}\n"
+        )
+    return "---\n".join(documents)
