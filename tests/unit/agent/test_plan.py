@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def seed_files() -> dict[str, str]:
-    paths = [*sorted((ROOT / "examples" / "seed").glob("*.yaml")), ROOT / "examples" / "cluster" / "nodes.yaml"]
+    paths = [
+        *sorted((ROOT / "examples" / "seed").glob("*.yaml")),
+        ROOT / "examples" / "cluster" / "nodes.yaml",
+    ]
     return {str(p): p.read_text() for p in paths}
 
 
