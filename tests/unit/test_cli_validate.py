@@ -69,16 +69,3 @@ def test_ipam_json_for_the_seed() -> None:
             "conflictingWith": None,
         }
     ]
-
-
-def test_demo_runs_from_the_repository_root(monkeypatch: object) -> None:
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        result = CliRunner().invoke(cli, ["demo"])
-    finally:
-        os.chdir(cwd)
-    assert result.exit_code == 0, result.output
-    assert "203.0.113.0" in result.output

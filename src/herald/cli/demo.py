@@ -1,32 +1,32 @@
-"""`herald demo`: the live demo. Until the lab arrives it validates the examples and shows
-what LB-IPAM gives the seed walkthrough's Service."""
+"""`herald demo`: the seed walkthrough in the lab (see lab/demo.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from herald.cli.ipam import ipam
-from herald.cli.validate import validate
+from herald.lab.demo import run_demo
+from herald.lab.netns import LabError
 
 
 @click.command()
 @click.option(
     "--examples",
-    type=click.Path(path_type=Path),
-    default=Path("examples"),
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("examples/seed"),
     show_default=True,
-    help="Directory of example manifests.",
+    help="Manifests to apply.",
 )
-@click.pass_context
-def demo(ctx: click.Context, examples: Path) -> None:
-    """Validate the example manifests and run LB-IPAM over the seed walkthrough."""
-    click.echo(f"== herald validate {examples}")
-    ctx.invoke(validate, directory=examples, output="table")
-    click.echo(f"\n== herald ipam {examples / 'seed'}")
-    ctx.invoke(ipam, directory=examples / "seed", output="table")
-    click.echo(
-        "\nThe lab (routers, nodes and pods in network namespaces) arrives with the agent; "
-        "for now, try `herald validate DIR` on your own manifests."
-    )
+@click.option("--router", type=click.Choice(["frr", "bird"]), default="frr", show_default=True)
+def demo(examples: Path, router: str) -> None:
+    """Build the lab, apply the seed manifests, and show the Service reachable through
+    every node (needs root). The lab stays up; `herald lab down` removes it."""
+    try:
+        run_demo(examples, router, click.echo)  # type: ignore[arg-type]
+    except (LabError, OSError) as err:
+        click.echo(
+            f"demo failed: {err}\n(see /run/herald/lab/logs; `herald lab down` cleans up)", err=True
+        )
+        sys.exit(1)

@@ -30,7 +30,11 @@ def print_json(data: Any) -> None:
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, box=None, header_style="bold", title_justify="left", pad_edge=False)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*("<none>" if cell in (None, "") else str(cell) for cell in row))
-    Console(soft_wrap=True).print(table)
+    console = Console()
+    if not console.is_terminal:
+        # Piped or captured output: keep one row per line, like kubectl does.
+        console = Console(width=250)
+    console.print(table)

@@ -9,7 +9,6 @@ of anything, including of `up` itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -85,13 +84,11 @@ def down() -> list[str]:
         delete_namespace(name)
     for directory in state.get("dirs", []):
         shutil.rmtree(directory, ignore_errors=True)
-    for stale in (STATE, LAB_DIR / "pods.json"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
     manifests = state.get("manifests")
     if manifests:
         shutil.rmtree(Path(manifests), ignore_errors=True)
     shutil.rmtree(DEFAULT_STATUS_DIR, ignore_errors=True)
+    shutil.rmtree(LAB_DIR, ignore_errors=True)
     return removed
 
 

@@ -159,12 +159,14 @@ class Kubelet:
         for name, spec in sorted(wanted.items()):
             if name in self.pods and self.pods[name].spec != spec:
                 self._remove(name)
-        started = [
-            self._start(spec) for name, spec in sorted(wanted.items()) if name not in self.pods
-        ]
+        started = []
+        for name, spec in sorted(wanted.items()):
+            if name not in self.pods:
+                # Registered at once: the next pod's address must see this one taken.
+                self.pods[name] = self._start(spec)
+                started.append(self.pods[name])
         for pod in started:
             self._wait_listening(pod)
-            self.pods[pod.spec.name] = pod
         PODS.write_text(json.dumps({n: p.pid for n, p in self.pods.items()}))
         try:
             state = load_directory(self.manifests)
