@@ -1,0 +1,148 @@
+"""The seed walkthrough end to end in the lab: real namespaces, FRR or BIRD, herald's
+controller, agents, speakers and nftables, curl from a client on another LAN.
+
+These tests take over the machine's lab (`herald lab up` state in /run/herald): a lab a
+developer left up is torn down first, and every test leaves none behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from herald.cli.source_option import DEFAULT_MANIFESTS
+from herald.lab import cluster
+from herald.lab.demo import run_demo
+from herald.lab.netns import end_process, namespaces, pids_in
+
+pytestmark = pytest.mark.netns
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "examples" / "seed"
+VIP = "203.0.113.0"
+
+
+@pytest.fixture
+def lab_cleanup() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        state = cluster.read_state()
+        cluster.down()
+        assert not [n for n in namespaces() if n.startswith(cluster.PREFIX)]
+        for pid in state.get("pids", []):
+            assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"process {pid} left"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def hops() -> set[str]:
+    found = re.findall(r"via (\S+)", cluster.run_in("router", "ip", "route", "show", VIP))
+    return set(found)
+
+
+def wait_for_hops(expected: set[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hops() == expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"router next hops {sorted(hops())}, expected {sorted(expected)}")
+
+
+def curl(host: str = "client1") -> str:
+    return cluster.run_in(host, "curl", "-s", "-m", "3", f"http://{VIP}/")
+
+
+NODES = {"192.0.2.10", "192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.24", "192.0.2.25"}
+
+
+@pytest.mark.parametrize("router", ["frr", "bird"])
+def test_demo_walkthrough(router: str, lab_cleanup: None) -> None:
+    lines: list[str] = []
+    took = run_demo(SEED, router, lines.append)  # type: ignore[arg-type]
+    output = "\n".join(lines)
+    assert f"web1-lb  LoadBalancer  <none>      {VIP}" in output
+    assert hops() == NODES
+    assert "HTTP/1.0 200 OK" in output
+    assert "60 of 60 answered" in output
+    for pod in range(6):
+        assert f"web1-{pod} " in output, f"pod web1-{pod} answered no request"
+    if router == "frr":
+        assert len(re.findall(r"^192\.0\.2\.\d+ .* 1 +0 N/A$", output, re.M)) == 6
+    assert took < 90
+
+
+def write_service(**spec: str) -> None:
+    text = (SEED / "web1.yaml").read_text()
+    for key, value in spec.items():
+        text = text.replace(
+            "  type: LoadBalancer\n", f"  type: LoadBalancer\n  {key}: {value}\n", 1
+        )
+    (DEFAULT_MANIFESTS / "web1.yaml").write_text(text)
+
+
+def test_routes_follow_scale_traffic_policy_and_deletion(lab_cleanup: None) -> None:
+    run_demo(SEED, "frr", lambda _: None)
+    # Local traffic policy: only nodes with a ready pod announce (workers 1-5; not master).
+    write_service(externalTrafficPolicy="Local")
+    wait_for_hops(NODES - {"192.0.2.10"})
+    assert "pod=web1-" in curl()
+    # Scale to one replica: only k8s-worker1 keeps a pod, only it announces.
+    text = (DEFAULT_MANIFESTS / "web1.yaml").read_text().replace("replicas: 6", "replicas: 1")
+    (DEFAULT_MANIFESTS / "web1.yaml").write_text(text)
+    wait_for_hops({"192.0.2.21"})
+    answer = curl()
+    assert "pod=web1-0 node=k8s-worker1 client=198.51.100.10" in answer, answer
+    # Delete the Service: the route goes.
+    (DEFAULT_MANIFESTS / "web1.yaml").unlink()
+    wait_for_hops(set())
+
+
+def _statuses() -> dict[str, list[str]]:
+    data = json.loads((DEFAULT_MANIFESTS / ".herald" / "state.json").read_text())
+    return {
+        key: [ingress["ip"] for ingress in status["loadBalancer"].get("ingress", [])]
+        for key, status in data["services"].items()
+    }
+
+
+def _controller_pid() -> int:
+    for pid in pids_in(cluster.PREFIX + "k8s-master1"):
+        if b"controller" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    raise AssertionError("no controller process in k8s-master1")
+
+
+def test_controller_restart_keeps_every_address(lab_cleanup: None) -> None:
+    run_demo(SEED, "frr", lambda _: None)
+    end_process(_controller_pid())
+    # While no controller runs, a Service that sorts before web1-lb appears: a restarted
+    # controller must restore web1-lb's address before it allocates anything new.
+    other = (SEED / "web1.yaml").read_text().replace("web1", "web0")
+    (DEFAULT_MANIFESTS / "web0.yaml").write_text(other)
+    restarted = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.PREFIX + "k8s-master1",
+         *cluster.herald_argv("controller", "--manifests", str(DEFAULT_MANIFESTS))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _statuses().get("default/web0-lb"):
+            time.sleep(0.1)
+        assert _statuses() == {"default/web1-lb": [VIP], "default/web0-lb": ["203.0.113.1"]}
+        assert "pod=web1-" in curl()
+    finally:
+        end_process(restarted.pid)
+        restarted.wait(timeout=5)
