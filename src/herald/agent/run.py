@@ -77,8 +77,10 @@ class Agent:
     async def apply_snapshot(self, snapshot: ClusterState) -> None:
         start = time.perf_counter()
         plan = plan_node(snapshot, self.config.node, self.config.default_forwarding)
-        errors = [f"plan: {problem}" for problem in plan.problems]
         previous = self._applied.plan
+        if plan == previous and not self._applied.errors:
+            return  # a change elsewhere (another node's pods, a status echo): nothing to do
+        errors = [f"plan: {problem}" for problem in plan.problems]
         await self._withdraw_dropped(previous, plan)
         errors += await self._apply_datapath(snapshot, plan)
         errors += await self._apply_peers(plan)

@@ -22,7 +22,7 @@ from typing import Any
 import watchfiles
 import yaml
 
-from herald.api.manifests import MANIFEST_SUFFIXES, load_directory
+from herald.api.manifests import MANIFEST_SUFFIXES, YAML_LOADER, load_directory
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
 from herald.lab.cluster import GENERATED, LAB_DIR, PREFIX, lab, read_state
@@ -59,7 +59,7 @@ def deployments(manifests: Path) -> list[dict[str, Any]]:
         ):
             continue
         try:
-            documents = list(yaml.safe_load_all(path.read_text()))
+            documents = list(yaml.load_all(path.read_text(), Loader=YAML_LOADER))
         except (OSError, yaml.YAMLError):
             continue
         found += [
