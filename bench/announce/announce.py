@@ -18,9 +18,9 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
@@ -44,10 +44,10 @@ def hop_count(vip: str) -> int:
     return text.count("nexthop via") or text.count(" via ")
 
 
-def wait(predicate: object, timeout: float) -> float:
+def wait(predicate: Callable[[], bool], timeout: float) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return time.perf_counter() - start
         time.sleep(0.001)
     raise TimeoutError
@@ -86,14 +86,15 @@ def main() -> None:
             temporary.write_text(SERVICE.format(index=index))
             start = time.perf_counter()
             temporary.rename(path)
-            wait(lambda: external_ip(f"bench-{index}") is not None, 10)
-            vip = external_ip(f"bench-{index}")
+            name = f"bench-{index}"
+            wait(lambda name=name: external_ip(name) is not None, 10)  # type: ignore[misc]
+            vip = external_ip(name)
             assert vip is not None
-            wait(lambda: hop_count(vip) == nodes, 10)
+            wait(lambda vip=vip: hop_count(vip) == nodes, 10)  # type: ignore[misc]
             appear.append(time.perf_counter() - start)
             start = time.perf_counter()
             path.unlink()
-            wait(lambda: hop_count(vip) == 0, 10)
+            wait(lambda vip=vip: hop_count(vip) == 0, 10)  # type: ignore[misc]
             vanish.append(time.perf_counter() - start)
     finally:
         cluster.down()
