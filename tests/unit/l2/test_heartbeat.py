@@ -3,7 +3,7 @@ restarts. Agents are wired together in memory; a datagram arrives when it is sen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from ipaddress import ip_address
 
 import pytest
@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from herald.l2.heartbeat import (
     MAX_DATAGRAM,
     Config,
-    Heartbeat,
     HeartbeatError,
     Message,
     PeerChanged,
@@ -23,59 +22,10 @@ from herald.l2.heartbeat import (
     encode,
 )
 
-KEY = b"k" * 32
-ADDRESSES = {"n1": ("192.0.2.21", 7946), "n2": ("192.0.2.22", 7946), "n3": ("192.0.2.23", 7946)}
+from .memory import ADDRESSES, KEY, Network, agent
+
 VIP = ip_address("203.0.113.10")
 VIP6 = ip_address("2001:db8:113::10")
-
-
-def agent(node: str, now: float = 0.0, incarnation: int = 1, **config: object) -> Heartbeat:
-    beat = Heartbeat(Config(node, KEY, incarnation, **config), started=now)  # type: ignore[arg-type]
-    beat.set_peers(ADDRESSES)
-    return beat
-
-
-@dataclass
-class Network:
-    """Agents by address; `down` ones neither send nor receive. Time moves in 1 ms steps,
-    each agent's timer fires at its own deadline."""
-
-    agents: dict[str, Heartbeat]
-    now: float = 0.0
-    down: set[str] = field(default_factory=set)
-    events: list[tuple[str, PeerChanged | Rejected]] = field(default_factory=list)
-    # (receiver, sender) -> when the receiver last got a datagram from the sender
-    heard: dict[tuple[str, str], float] = field(default_factory=dict)
-
-    def run_until(self, end: float) -> None:
-        while self.now < end:
-            self.now = round(self.now + 0.001, 6)
-            for name, beat in self.agents.items():
-                if name not in self.down and beat.next_deadline() <= self.now:
-                    self.events += [(name, e) for e in beat.handle_timer(self.now)]
-                    self.deliver(name)
-
-    def deliver(self, sender: str) -> None:
-        by_address = {ADDRESSES[n]: n for n in self.agents}
-        for data, address in self.agents[sender].datagrams_to_send():
-            receiver = by_address.get(address)
-            if receiver is not None and receiver not in self.down:
-                beat = self.agents[receiver]
-                self.heard[(receiver, sender)] = self.now
-                events = beat.handle_datagram(data, ADDRESSES[sender], self.now)
-                self.events += [(receiver, e) for e in events]
-
-    def changed_at(self, observer: str, node: str, state: PeerState) -> float:
-        times = [
-            e.at
-            for who, e in self.events
-            if who == observer
-            and isinstance(e, PeerChanged)
-            and e.node == node
-            and e.after is state
-        ]
-        assert times, f"{observer} never saw {node} {state}"
-        return times[-1]
 
 
 def three() -> Network:
