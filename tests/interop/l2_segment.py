@@ -17,7 +17,7 @@ import re
 import struct
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,17 +134,23 @@ def frames(path: Path) -> list[bytes]:
     return found
 
 
+def build_segment(lab: Lab, hosts: Mapping[str, str]) -> None:
+    """Switch `sw` with bridge br0, and per host (name: last part of its addresses) an eth0
+    on it with 192.0.2.<last>/24 and 2001:db8:2::<last>/64."""
+    lab.host("sw")
+    lab.bridge("sw", "br0")
+    for host, last in hosts.items():
+        lab.host(host)
+        lab.link("sw", f"{host}-eth0", host, "eth0")
+        lab.ip("sw", "link", "set", f"{host}-eth0", "master", "br0")
+        lab.address(host, "eth0", f"192.0.2.{last}/24")
+        lab.address(host, "eth0", f"2001:db8:2::{last}/64")
+
+
 @contextmanager
 def running_segment(scratch: Path) -> Iterator[Segment]:
     with Lab(prefix="hd-l2") as lab:
-        lab.host("sw")
-        lab.bridge("sw", "br0")
-        for host, last in HOSTS.items():
-            lab.host(host)
-            lab.link("sw", f"{host}-eth0", host, "eth0")
-            lab.ip("sw", "link", "set", f"{host}-eth0", "master", "br0")
-            lab.address(host, "eth0", f"192.0.2.{last}/24")
-            lab.address(host, "eth0", f"2001:db8:2::{last}/64")
+        build_segment(lab, HOSTS)
         lab.route("c1", "203.0.113.0/24", "dev", "eth0")
         lab.route("c1", "2001:db8:113::/64", "dev", "eth0")
         segment = Segment(lab, scratch)
