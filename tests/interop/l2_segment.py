@@ -51,6 +51,9 @@ class Segment:
             f"{node} did not apply {vips}: {log.read_text() if log.exists() else ''}"
         )
 
+    def mac_of(self, host: str) -> str:
+        return str(json.loads(self.lab.ip(host, "-j", "link", "show", "eth0").stdout)[0]["address"])
+
     def neighbour(self, host: str, address: str) -> str | None:
         """The MAC `host`'s kernel holds for `address`, if any."""
         family = "-6" if ":" in address else "-4"
@@ -75,9 +78,12 @@ class Segment:
 
     def arping(self, address: str, count: int = 1) -> list[str]:
         """MACs that answered `count` ARP requests from the client (arping 2.x)."""
+        # 0.2 s apart, with a deadline that leaves room for every request and its answer.
+        deadline = str(1 + count * 0.2)
         out = self.lab.exec(
-            "c1", "arping", "-i", "eth0", "-c", str(count), "-w", "1", address, check=False
-        ).stdout
+            "c1", "arping", "-i", "eth0", "-c", str(count), "-W", "0.2", "-w", deadline, address,
+            check=False,
+        ).stdout  # fmt: skip
         return re.findall(r"bytes from ([0-9a-f:]{17})", out)
 
     def ndisc(self, address: str) -> str | None:
@@ -155,8 +161,7 @@ def running_segment(scratch: Path) -> Iterator[Segment]:
         lab.route("c1", "2001:db8:113::/64", "dev", "eth0")
         segment = Segment(lab, scratch)
         for host in HOSTS:
-            out = lab.ip(host, "-j", "link", "show", "eth0").stdout
-            segment.macs[host] = json.loads(out)[0]["address"]
+            segment.macs[host] = segment.mac_of(host)
         for node in NODES:
             lab.spawn(node, [sys.executable, RUNNER, "eth0", str(scratch / f"{node}.owned")])
             segment.own(node, ())

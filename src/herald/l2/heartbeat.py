@@ -182,7 +182,15 @@ class Rejected:
     reason: str
 
 
-Event = PeerChanged | Rejected
+@dataclass(frozen=True)
+class ClaimsChanged:
+    """A live peer now says it owns other VIPs than before."""
+
+    node: str
+    vips: frozenset[IPAddress]
+
+
+Event = PeerChanged | ClaimsChanged | Rejected
 
 
 @dataclass
@@ -253,14 +261,16 @@ class Heartbeat:
         if skew is not None and abs(message.timestamp_ms / 1000 - self._wall(now)) > skew:
             return [Rejected(address, f"timestamp further than {skew}s from our clock")]
         peer.last_counter = counter
-        if message.vips is not None:
-            peer.vips = frozenset(message.vips)
         if message.leaving:
             peer.vips = frozenset()
             peer.last_heard = None
             return self._set_state(message.node, peer, PeerState.DEAD, now)
         peer.last_heard = now
-        return self._set_state(message.node, peer, PeerState.ALIVE, now)
+        events = self._set_state(message.node, peer, PeerState.ALIVE, now)
+        if message.vips is not None and frozenset(message.vips) != peer.vips:
+            peer.vips = frozenset(message.vips)
+            events.append(ClaimsChanged(message.node, peer.vips))
+        return events
 
     def handle_timer(self, now: float) -> list[Event]:
         if now >= self.next_send:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from herald.l2.heartbeat import Config, Heartbeat, PeerChanged, PeerState, Rejected
+from herald.l2.heartbeat import Config, Event, Heartbeat, PeerChanged, PeerState
 
 KEY = b"k" * 32
 ADDRESSES = {"n1": ("192.0.2.21", 7946), "n2": ("192.0.2.22", 7946), "n3": ("192.0.2.23", 7946)}
@@ -32,7 +32,7 @@ class Network:
     agents: dict[str, Heartbeat]
     now: float = 0.0
     down: set[str] = field(default_factory=set)
-    events: list[tuple[str, PeerChanged | Rejected]] = field(default_factory=list)
+    events: list[tuple[str, Event]] = field(default_factory=list)
     # (receiver, sender) -> when the receiver last got a datagram from the sender
     heard: dict[tuple[str, str], float] = field(default_factory=dict)
     cut: set[frozenset[str]] = field(default_factory=set)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from herald.l2.heartbeat import (
     MAX_DATAGRAM,
+    ClaimsChanged,
     Config,
     HeartbeatError,
     Message,
@@ -98,6 +99,11 @@ def test_a_change_of_owned_vips_is_sent_at_once() -> None:
     net.agents["n3"].set_owned([VIP6], net.now)
     net.run_until(net.now + 0.001)
     assert net.agents["n1"].claims()["n3"] == {VIP6}
+    assert ("n1", ClaimsChanged("n3", frozenset({VIP6}))) in net.events
+    net.run_until(net.now + 0.3)
+    assert [e for e in net.events if isinstance(e[1], ClaimsChanged)] == [
+        (n, ClaimsChanged("n3", frozenset({VIP6}))) for n in ("n1", "n2")
+    ], "told once per peer, not on every heartbeat"
 
 
 def test_replayed_and_old_datagrams_are_rejected() -> None:
