@@ -65,7 +65,14 @@ class Cluster:
             if sorted(v for vips in owned.values() for v in vips) == sorted(VIPS):
                 return owned
             time.sleep(0.01)
-        raise AssertionError(f"not one owner per VIP: {self.owned()}")
+        raise AssertionError(f"not one owner per VIP: {self.owned()}\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"{n}: {self.status_file(n).with_name(f'{n}.status.log').read_text()[-4000:]}"
+            for n in NODES
+            if self.status_file(n).with_name(f"{n}.status.log").exists()
+        )
 
     def wait_moved(self, host: str, vip: str, away_from: str, limit: float = 3.0) -> str:
         """Waits until `host`'s neighbour entry for `vip` names another node; returns it."""
@@ -134,3 +141,34 @@ def test_the_owner_s_vips_move_and_the_client_follows(
     after = cluster.owned()
     assert after[victim] == set()
     assert {n: after[n] for n in before} == before
+
+
+def test_a_cut_link_moves_the_vips_and_after_the_heal_the_client_ends_at_the_one_owner(
+    cluster: Cluster,
+) -> None:
+    vip = VIPS[0]
+    victim = cluster.owner_of(vip)
+    cluster.segment.resolve("c1", vip)
+    cut = time.monotonic()
+    cluster.segment.lab.ip(victim, "link", "set", "eth0", "down")
+    heir = cluster.wait_moved("c1", vip, away_from=victim)
+    print(
+        f"link cut: client's neighbour entry moved after {(time.monotonic() - cut) * 1000:.0f} ms"
+    )
+    assert time.monotonic() - cut < 1.0
+    # Cut off from every peer, the victim keeps its VIPs and takes nobody else's (it cannot
+    # tell that it is the one cut off); the others hold them too: two claims, but only one
+    # reaches the segment.
+    before = cluster.owned()[victim]
+    time.sleep(0.7)
+    assert cluster.owned()[victim] == before and vip in cluster.owned()[heir]
+    cluster.segment.lab.ip(victim, "link", "set", "eth0", "up")
+    owned = cluster.wait_one_owner_each()
+    (final,) = [n for n, vips in owned.items() if vip in vips]
+    # Whoever the rendezvous order picked, the client ends up at its MAC: the winner
+    # announces again (it saw the other claim, or it had heard nobody and rejoined).
+    deadline = time.monotonic() + 3.0
+    while cluster.segment.neighbour("c1", vip) != cluster.segment.macs[final]:
+        assert time.monotonic() < deadline, f"client stayed at the old MAC\n{cluster.logs()}"
+        time.sleep(0.02)
+    assert cluster.segment.arping(vip, count=2) == [cluster.segment.macs[final]] * 2

@@ -43,6 +43,8 @@ class Announcer:
         self.responders: dict[str, Responder] = {}
         self._liveness: Liveness | None = None
         self._scheduled = False
+        self._contested: set[IPAddress] = set()
+        self._alone = True
         self._loop = asyncio.get_running_loop()
 
     async def open(self, config: Config, peers: Mapping[str, Address], bind: Address) -> None:
@@ -85,6 +87,7 @@ class Announcer:
             self.node,
             self.announced,
             heartbeat.live(),
+            heartbeat.heard(),
             len(heartbeat.peers),
             heartbeat.claims(),
             self.view,
@@ -96,8 +99,24 @@ class Announcer:
             if owner.node == self.node:
                 for name in matching_interfaces(owner.interfaces, self.links, vip):
                     per_interface.setdefault(name, set()).add(vip)
+        mine = {v for vips in per_interface.values() for v in vips}
+        # Announce again what the segment may have been told otherwise while this node was
+        # out of touch: VIPs it keeps while another live node also claims them (the other
+        # stops as soon as it computes the same owners), and, when it hears a peer again
+        # after hearing none (its link or the heartbeat path was cut), everything it
+        # kept meanwhile, since others took it over and announced it.
+        others = {v for n, vips in heartbeat.claims().items() if n != self.node for v in vips}
+        contested = others & mine
+        alone = not heartbeat.heard()
+        again = contested - self._contested
+        if self._alone and not alone:
+            again = mine
+            log.info("event=l2_rejoined node=%s reannounce=%d", self.node, len(mine))
         for name in sorted(set(self.responders) | set(per_interface)):
-            self._responder(name).set_owned(per_interface.get(name, ()))
+            responder = self._responder(name)
+            responder.set_owned(per_interface.get(name, ()))
+            responder.announce(again)
+        self._contested, self._alone = contested, alone
         # Claim only what is answered somewhere: a VIP with no matching interface here is
         # not served by this node, whatever the hash says.
         self._liveness.set_owned(vip for vips in per_interface.values() for vip in vips)

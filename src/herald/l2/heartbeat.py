@@ -305,6 +305,10 @@ class Heartbeat:
             + [n for n, p in self.peers.items() if p.state in (PeerState.ALIVE, PeerState.SUSPECT)]
         )
 
+    def heard(self) -> frozenset[str]:
+        """The peers heard within the last two intervals (ALIVE, not even suspect)."""
+        return frozenset(n for n, p in self.peers.items() if p.state is PeerState.ALIVE)
+
     def settled(self, now: float) -> bool:
         """True once every peer had the time to be heard: before that, an agent that has
         just started must not take VIPs from peers it simply has not heard yet."""

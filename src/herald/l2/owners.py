@@ -126,26 +126,31 @@ def node_view(
     node: str,
     announced: Iterable[Announcement],
     live: Collection[str],
+    heard: Collection[str],
     peers: int,
     claims: Mapping[str, Collection[IPAddress]],
     previous: Mapping[IPAddress, Owner] | None = None,
     now: float | None = None,
     settled: bool = True,
 ) -> dict[IPAddress, Owner]:
-    """The owners as `node` sees them, from its heartbeat state: `live` nodes, its number
-    of `peers` and what each live node `claims`; `previous` is its last view.
+    """The owners as `node` sees them, from its heartbeat state: `live` nodes (not
+    declared dead), the peers `heard` lately (not even suspect), its number of `peers` and
+    what each live node `claims`; `previous` is its last view.
 
     A node takes VIPs over from nodes it believes dead only when that belief is likely
-    right. An isolated node (at least two peers, none heard) is more likely cut off itself
-    than the last survivor of a simultaneous failure: it keeps announcing what it owns
-    (if it is the survivor, its VIPs stay served) and takes nothing else, so a heartbeat
-    path broken at one node does not make it answer for every VIP of the segment. With a
-    single peer the two cases cannot be told apart and availability wins: it takes over.
-    A node that has not heard its peers yet (`settled` False) takes nothing either.
+    right. An isolated node (at least two peers, none heard lately) is more likely cut off
+    itself than the last survivor of a simultaneous failure: it keeps announcing what it
+    owns (if it is the survivor, its VIPs stay served) and takes nothing else, so a
+    heartbeat path broken at one node does not make it answer for every VIP of the
+    segment. "Heard lately" and not "live": when a node is cut off, its peers turn suspect
+    together but are declared dead one at a time, and it must not take the first one's
+    VIPs while the second is still counted live. With a single peer the two cases cannot be
+    told apart and availability wins: it takes over. A node that has not heard its peers
+    yet (`settled` False) takes nothing either.
     """
     current = claimed(claims, previous)
     owners = choose_owners(announced, live, current, now)
-    isolated = peers >= 2 and set(live) <= {node}
+    isolated = peers >= 2 and not set(heard) - {node}
     if settled and not isolated:
         return owners
     return {

@@ -114,13 +114,21 @@ class Responder:
         for vip in sorted(added, key=address_order):
             if isinstance(vip, ipaddress.IPv6Address):
                 self._join(solicited_node(vip))
+            log.info("event=l2_owned interface=%s vip=%s", self.interface, vip)
+        self.announce(added)
+
+    def announce(self, vips: Iterable[IPAddress]) -> None:
+        """Announces owned `vips` now and at each later delay of the schedule (restarting
+        it): on takeover, and when another node that also answered for a VIP stops."""
+        for vip in sorted(set(vips) & self.owned, key=address_order):
+            for handle in self._pending.pop(vip, []):
+                handle.cancel()
             self._announce(vip)
             self._pending[vip] = [
                 self._running_loop().call_later(delay, self._announce, vip)
                 for delay in self.announce_at
                 if delay > 0
             ]
-            log.info("event=l2_owned interface=%s vip=%s", self.interface, vip)
 
     def close(self) -> None:
         self.set_owned(())

@@ -34,6 +34,7 @@ class Cluster:
             node,
             ANNOUNCED,
             beat.live(),
+            beat.heard(),
             len(beat.peers),
             beat.claims(),
             self.views[node],
@@ -113,3 +114,15 @@ def test_two_nodes_the_survivor_takes_everything() -> None:
     cluster.net.down.add("n2")
     took = cluster.seconds_until(lambda: cluster.announcing()["n1"] == set(VIPS))
     assert took <= 0.5 + 0.005
+
+
+def test_peers_lost_one_after_the_other_still_leave_the_isolated_node_its_own_only() -> None:
+    cluster = Cluster()
+    cluster.net.run_until(1.0)
+    before = cluster.announcing()
+    cluster.net.cut.add(frozenset(("n1", "n2")))
+    cluster.net.run_until(1.05)
+    cluster.net.cut.add(frozenset(("n1", "n3")))
+    cluster.net.run_until(2.0)
+    # n2 was declared dead 50 ms before n3: by then n3 was already suspect, not heard.
+    assert cluster.announcing()["n1"] == before["n1"]
