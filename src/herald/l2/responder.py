@@ -82,7 +82,9 @@ class Responder:
         self.owned: frozenset[IPAddress] = frozenset()
         self.mac = b""
         self.answered = 0
-        self._sockets: list[socket.socket] = []
+        # By EtherType: a frame is sent on the socket bound to its protocol, so the kernel
+        # marks it with the right one (tc, offloads and taps look at that mark).
+        self._sockets: dict[int, socket.socket] = {}
         self._groups: Counter[ipaddress.IPv6Address] = Counter()
         self._membership: socket.socket | None = None
         self._pending: dict[IPAddress, list[asyncio.TimerHandle]] = {}
@@ -132,7 +134,7 @@ class Responder:
 
     def close(self) -> None:
         self.set_owned(())
-        for sock in self._sockets:
+        for sock in self._sockets.values():
             if self._loop is not None:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
@@ -147,7 +149,7 @@ class Responder:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
         sock.setblocking(False)
         sock.bind((self.interface, ethertype))
-        self._sockets.append(sock)
+        self._sockets[ethertype] = sock
         self._running_loop().add_reader(sock.fileno(), self._readable, sock)
         return sock
 
@@ -176,7 +178,7 @@ class Responder:
 
     def _send(self, frame: bytes) -> None:
         try:
-            self._sockets[0].send(frame)
+            self._sockets[int.from_bytes(frame[12:14], "big")].send(frame)
         except OSError as error:  # a link going down must not stop the responder
             log.warning("event=l2_send_failed interface=%s error=%r", self.interface, str(error))
 
