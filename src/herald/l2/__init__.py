@@ -1,0 +1,1 @@
+"""L2 announcements: owner choice, agent heartbeats, ARP/NDP packets and the responder."""
