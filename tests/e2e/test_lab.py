@@ -8,7 +8,9 @@ developer left up is torn down first, and every test leaves none behind.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -146,3 +148,83 @@ def test_controller_restart_keeps_every_address(lab_cleanup: None) -> None:
     finally:
         end_process(restarted.pid)
         restarted.wait(timeout=5)
+
+
+def _agent_pid(node: str) -> int:
+    for pid in pids_in(cluster.PREFIX + node):
+        if b"agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    raise AssertionError(f"no agent process in {node}")
+
+
+def _restart_agent(node: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", cluster.PREFIX + node,
+         *cluster.herald_argv("agent", "--node", node, "--manifests", str(DEFAULT_MANIFESTS))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_killed_agent_loses_its_next_hop_within_the_hold_time(lab_cleanup: None) -> None:
+    run_demo(SEED, "frr", lambda _: None)
+    bgp = (SEED / "bgp.yaml").read_text().replace("enabled: true", "enabled: false")
+    (DEFAULT_MANIFESTS / "bgp.yaml").write_text(bgp)
+    wait_for_hops(NODES)
+    time.sleep(1)  # the sessions restart without graceful restart
+    wait_for_hops(NODES)
+    os.kill(_agent_pid("k8s-worker5"), signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for_hops(NODES - {"192.0.2.25"}, timeout=15)
+    # Hold time 9 s (examples/seed/bgp.yaml): the router notices within it, plus its scan.
+    assert time.monotonic() - killed < 12
+    assert "pod=web1-" in curl()
+
+
+def test_graceful_restart_keeps_the_next_hop_and_every_request(lab_cleanup: None) -> None:
+    run_demo(SEED, "frr", lambda _: None)
+    load = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.PREFIX + "client1", "sh", "-c",
+         f"for i in $(seq 150); do curl -s -o /dev/null -w '%{{http_code}}\\n' -m 2 "
+         f"http://{VIP}/; sleep 0.05; done"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    os.kill(_agent_pid("k8s-worker5"), signal.SIGKILL)
+    time.sleep(3)
+    assert hops() == NODES, "the router keeps the restarting node's route"
+    restarted = _restart_agent("k8s-worker5")
+    try:
+        wait_for_hops(NODES)
+        codes, _ = load.communicate(timeout=60)
+        assert codes.split() == ["200"] * 150
+        assert hops() == NODES
+    finally:
+        end_process(restarted.pid)
+        restarted.wait(timeout=5)
+
+
+def test_two_services_share_one_address(lab_cleanup: None) -> None:
+    run_demo(SEED, "frr", lambda _: None)
+    shared = {"herald.io/sharing-key": "web"}
+    services = [
+        "apiVersion: v1\nkind: Service\n"
+        f"metadata: {{name: {name}, annotations: {json.dumps(shared)}}}\n"
+        "spec:\n  type: LoadBalancer\n  selector: {app: web1}\n"
+        f"  ports: [{{name: http, port: {port}, targetPort: 8080}}]\n"
+        for name, port in (("web1-lb", 80), ("web1-alt", 8081))
+    ]
+    deployment = (SEED / "web1.yaml").read_text().split("---\n", 1)[1]
+    (DEFAULT_MANIFESTS / "web1.yaml").write_text("---\n".join([*services, deployment]))
+    # web1-lb keeps 203.0.113.0 and web1-alt joins it.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _statuses().get("default/web1-alt") != [VIP]:
+        time.sleep(0.1)
+    assert _statuses()["default/web1-alt"] == [VIP]
+    assert _statuses()["default/web1-lb"] == [VIP]
+    deadline = time.monotonic() + 10
+    answer = ""
+    while time.monotonic() < deadline and "pod=web1-" not in answer:
+        answer = cluster.run_in("client1", "curl", "-s", "-m", "2", f"http://{VIP}:8081/")
+    assert "pod=web1-" in answer
+    assert "pod=web1-" in curl()
