@@ -48,10 +48,16 @@ class IPAMReconciler:
         else:
             for key in sorted(self._requests.keys() - requests.keys()):
                 self._allocator.remove(key)
-            for key, request in sorted(requests.items()):
-                previous = self._requests.get(key)
-                if previous is None or previous != dataclasses.replace(request, current=()):
-                    self._allocator.upsert(request)
+            # Known Services first, new ones after (oldest first): a new Service that may
+            # share an address must meet its partners' current requests, not stale ones.
+            changed = [
+                request
+                for key, request in requests.items()
+                if self._requests.get(key) != dataclasses.replace(request, current=())
+            ]
+            changed.sort(key=lambda r: (r.key not in self._requests, r.order))
+            for request in changed:
+                self._allocator.upsert(request)
         self._requests = {k: dataclasses.replace(r, current=()) for k, r in requests.items()}
         return self._allocator.allocations(), self._allocator.pool_usage()
 
