@@ -25,7 +25,7 @@ from herald.dataplane.render import (
     Rank,
     Ruleset,
     ServiceRules,
-    base_objects,
+    base_for,
     declare,
     render_service,
     without_conflicts,
@@ -95,31 +95,64 @@ class Nft:
 class Datapath:
     node: NodeContext
     nft: Nft = field(default_factory=Nft)
+    # What the kernel holds: the shared objects, each service's rules, and how many
+    # services list each element (a VIP shared by two services is one element, deleted
+    # with the last of them).
     base: tuple[NftObject, ...] = ()
     services: dict[str, ServiceRules] = field(default_factory=dict)
-    # How many applied services list each element: a VIP shared by two services is one
-    # element, deleted when the last of them goes.
     users: collections.Counter[Element] = field(default_factory=collections.Counter)
-    # Rendering is pure, so a service that did not change is never rendered again. Keyed by
-    # service key and compared with `is`/`==` rather than hashed: hashing every backend
-    # address on every sync would cost more than the change itself.
+    # What the kernel should hold, kept up to date service by service so that a change
+    # costs the same with 10 or 10,000 services: rendering is pure, so a service that did
+    # not change is never rendered again (compared with `is`/`==` rather than hashed:
+    # hashing every backend address on every sync would cost more than the change).
     rendered: dict[str, tuple[DataplaneService, ServiceRules]] = field(default_factory=dict)
-    # Services left out of the last render because their VIP:port belongs to another one.
+    desired: dict[str, ServiceRules] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # VIP . proto . port -> service
+    chain_users: collections.Counter[NftObject] = field(default_factory=collections.Counter)
+    # Services left out because their VIP:port belongs to another one, and services nft
+    # refused last time (retried on the next sync).
     conflicts: dict[str, str] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
 
-    def render(self, services: Iterable[DataplaneService]) -> Ruleset:
+    def render(self, services: Iterable[DataplaneService]) -> set[str]:
+        """Update the desired state; the keys of the services whose rules may differ."""
         fresh = {}
+        touched = set()
         for service in services:
             seen = self.rendered.get(service.key)
             if seen is not None and (seen[0] is service or seen[0] == service):
                 fresh[service.key] = seen
             else:
                 fresh[service.key] = (service, render_service(service, self.node))
+                touched.add(service.key)
+        touched |= self.rendered.keys() - fresh.keys()
         self.rendered = fresh
-        ordered, self.conflicts = without_conflicts(
-            [rules for _, rules in fresh.values()], self.services.keys()
-        )
-        return Ruleset(base=base_objects(ordered, self.node), services=ordered)
+        # A changed service gives up its claims and competes again, with the ones refused
+        # before, for the claims nobody else holds: a service that did not change keeps
+        # its VIP:ports.
+        for key in touched:
+            self.release(key)
+        contenders = [fresh[k][1] for k in touched | self.conflicts.keys() if k in fresh]
+        kept, self.conflicts = without_conflicts(contenders, self.services.keys(), self.owners)
+        for rules in kept:
+            self.desired[rules.key] = rules
+            self.owners.update(dict.fromkeys(rules.claims(), rules.key))
+            self.chain_users.update(rules.chains)
+        return touched | {r.key for r in contenders}
+
+    def release(self, key: str) -> None:
+        rules = self.desired.pop(key, None)
+        if rules is None:
+            return
+        for claim in rules.claims():
+            del self.owners[claim]
+        self.chain_users.subtract(rules.chains)
+        for chain in rules.chains:
+            if self.chain_users[chain] <= 0:
+                del self.chain_users[chain]
+
+    def desired_base(self) -> tuple[NftObject, ...]:
+        return base_for(self.chain_users, self.node)
 
     def raise_conflicts(self, failed: Mapping[str, str]) -> None:
         problems = {**self.conflicts, **failed}
@@ -128,7 +161,8 @@ class Datapath:
 
     def resync(self, services: Iterable[DataplaneService]) -> None:
         """Replace herald's tables with exactly `services`, keeping counter values."""
-        desired = self.render(services)
+        self.render(services)
+        desired = Ruleset(self.desired_base(), tuple(sorted_rules(self.desired)))
         scripts = resync_scripts(desired, self.element_counters(), RESYNC_CHUNK)
         for part, script in enumerate(scripts):
             error = self.nft.transaction(script)
@@ -139,8 +173,9 @@ class Datapath:
                 raise ApplyError(self.refused_services(desired), error)
             raise ApplyError([], f"resync part {part + 1} of {len(scripts)}: {error}")
         self.base = desired.base
-        self.services = {s.key: s for s in desired.services}
+        self.services = dict(self.desired)
         self.users = collections.Counter(e for s in desired.services for e in s.elements)
+        self.pending = set()
         self.raise_conflicts({})
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
@@ -148,15 +183,11 @@ class Datapath:
         if not self.base:
             self.resync(services)
             return
-        ruleset = self.render(services)
-        desired = {s.key: s for s in ruleset.services}
-        changed = [
-            (self.services.get(key), desired.get(key))
-            for key in sorted(desired.keys() | self.services.keys())
-            if self.services.get(key) is not desired.get(key)
-        ]
-        changed = [(old, new) for old, new in changed if old != new]
-        self.add_base(ruleset.base)
+        touched = self.render(services) | self.pending
+        changed = [(self.services.get(key), self.desired.get(key)) for key in sorted(touched)]
+        changed = [(old, new) for old, new in changed if old is not new and old != new]
+        base = self.desired_base()
+        self.add_base(base)
         failed: dict[str, str] = {}
         # All changes in one transaction; if nft refuses it, one service at a time so that
         # the refused one is named and the others still apply.
@@ -168,7 +199,8 @@ class Datapath:
                 error = self.change([pair])
                 if error is not None:
                     failed[service_key(pair)] = error
-        self.remove_base(ruleset.base)
+        self.pending = set(failed)
+        self.remove_base(base)
         self.raise_conflicts(failed)
 
     def change(self, pairs: Sequence[Change]) -> str | None:
@@ -227,7 +259,7 @@ class Datapath:
         """Which services make nft refuse the ruleset, each checked alone with `nft -c`."""
         refused = []
         for rules in desired.services:
-            alone = Ruleset(base=base_objects([rules], self.node), services=(rules,))
+            alone = Ruleset(base=base_for(rules.chains, self.node), services=(rules,))
             if self.nft.transaction(replace_tables(alone), check_only=True) is not None:
                 refused.append(rules.key)
         return refused
@@ -247,7 +279,7 @@ class Datapath:
         """Packets and bytes per service key, as counted since the service was created."""
         values = self.element_counters()
         result = {}
-        for rules in self.services.values():
+        for rules in sorted_rules(self.services):
             mine = [values.get((e.container, e.key)) for e in rules.elements]
             counted = [c for c in mine if c is not None]
             result[rules.key] = Counter(
@@ -275,14 +307,16 @@ def counted_elements(elements: object) -> Iterator[tuple[str, Counter]]:
         yield " . ".join(str(p) for p in parts), Counter(counter["packets"], counter["bytes"])
 
 
+def sorted_rules(services: Mapping[str, ServiceRules]) -> list[ServiceRules]:
+    return [services[key] for key in sorted(services)]
+
+
 RESETS = "".join(f"table {f} {TABLE} {{}}\ndelete table {f} {TABLE}\n" for f in FAMILIES)
 
 
-def replace_tables(ruleset: Ruleset, elements: Iterable[Element] | None = None) -> str:
+def replace_tables(ruleset: Ruleset) -> str:
     # `table X {}` first, so the delete succeeds whether or not the table exists.
-    return RESETS + declare(
-        ruleset.base, group(ruleset.elements() if elements is None else elements)
-    )
+    return RESETS + declare(ruleset.base, ruleset.element_texts())
 
 
 def resync_scripts(
@@ -292,46 +326,39 @@ def resync_scripts(
     `chunk` elements, else a sequence that never sends a new flow to a missing slot.
 
     The first transaction replaces the tables with everything but the Maglev slots and the
-    entry maps, and marks every service key unserved, so new flows are refused (not
+    entry maps, and marks every served key unserved, so new flows are refused (not
     blackholed) while the slots follow, `chunk` at a time; the last one clears the marks
     and fills the entry maps. Established flows keep their conntrack NAT binding
     throughout.
     """
-    elements = [with_counter(e, counters) for e in ruleset.elements()]
-    if len(elements) <= chunk:
-        return [replace_tables(ruleset, elements)]
-    slots = {(s.family, s.container) for r in ruleset.services for s in r.slots}
-    first = [e for e in elements if (e.family, e.container) not in slots | ENTRY_MAPS]
-    held = [
-        Element("inet", f"unserved-{e.container.rsplit('-', 1)[1]}", e.key)
-        for e in elements
-        if (e.family, e.container) in ENTRY_MAPS and e.family == "inet"
+    counted = {
+        ("inet", *where): f" counter packets {c.packets} bytes {c.bytes}"
+        for where, c in counters.items()
+    }
+    texts = ruleset.element_texts(counted)
+    if sum(len(t) for t in texts.values()) <= chunk:
+        return [RESETS + declare(ruleset.base, texts)]
+    slot_maps = {(s.family, s.container) for r in ruleset.services for s in r.slots}
+    entries = [
+        e for r in ruleset.services for e in r.elements if (e.family, e.container) in ENTRY_MAPS
     ]
-    already = set(first)
-    held = [e for e in dict.fromkeys(held) if e not in already]
-    rest = [e for e in elements if (e.family, e.container) in slots]
-    scripts = [replace_tables(ruleset, [*first, *held])]
-    scripts += [add_elements(rest[i : i + chunk]) for i in range(0, len(rest), chunk)]
-    entries = [e for e in elements if (e.family, e.container) in ENTRY_MAPS]
+    held = [
+        Element(e.family, f"unserved-{e.container[-2:]}", e.key)
+        for e in entries
+        if e.family == "inet"
+    ]
+    first = {w: t for w, t in texts.items() if w not in slot_maps | ENTRY_MAPS}
+    for e in held:
+        first.setdefault((e.family, e.container), []).append(e.key)
+    scripts = [RESETS + declare(ruleset.base, first)]
+    slots = [(where, text) for where in sorted(slot_maps) for text in texts[where]]
+    for i in range(0, len(slots), chunk):
+        part: dict[tuple[str, str], list[str]] = {}
+        for where, text in slots[i : i + chunk]:
+            part.setdefault(where, []).append(text)
+        scripts.append(element_script("add", part))
     scripts.append(remove_elements(held) + add_elements(entries))
     return scripts
-
-
-def with_counter(element: Element, counters: Mapping[tuple[str, str], Counter]) -> Element:
-    value = counters.get((element.container, element.key))
-    if element.family != "inet" or value is None:
-        return element
-    return replace(
-        element, key=f"{element.key} counter packets {value.packets} bytes {value.bytes}"
-    )
-
-
-def group(elements: Iterable[Element]) -> dict[tuple[str, str], dict[str, None]]:
-    """Element texts per (family, container), in order; a shared VIP once."""
-    grouped: dict[tuple[str, str], dict[str, None]] = {}
-    for e in elements:
-        grouped.setdefault((e.family, e.container), {})[e.text()] = None
-    return grouped
 
 
 def element_changes(
@@ -356,7 +383,7 @@ def element_changes(
         for where, before in old_slots.items():
             after = new_slots.get(where)
             if after is None or len(after.values) != len(before.values):
-                deletions += before.elements()
+                deletions += before.elements(range(len(before.values)))
                 continue
             moved = [
                 i
@@ -368,7 +395,7 @@ def element_changes(
         for where, after in new_slots.items():
             previous = old_slots.get(where)
             if previous is None or len(after.values) != len(previous.values):
-                additions += after.elements()
+                additions += after.elements(range(len(after.values)))
     for element, change in delta.items():
         if change < 0 and users.get(element, 0) + change <= 0:
             deletions.append(element)
@@ -385,15 +412,24 @@ def delete(objects: Sequence[NftObject]) -> str:
 
 def remove_elements(elements: Sequence[Element]) -> str:
     # Only the key names an element to delete.
-    return _elements("delete", [replace(e, value="") for e in elements])
+    return element_script("delete", group(replace(e, value="") for e in elements))
 
 
 def add_elements(elements: Sequence[Element]) -> str:
-    return _elements("add", elements)
+    return element_script("add", group(elements))
 
 
-def _elements(verb: str, elements: Sequence[Element]) -> str:
+def group(elements: Iterable[Element]) -> dict[tuple[str, str], list[str]]:
+    """Element texts per (family, container), in order, each once."""
+    grouped: dict[tuple[str, str], dict[str, None]] = {}
+    for e in elements:
+        grouped.setdefault((e.family, e.container), {})[e.text()] = None
+    return {where: list(texts) for where, texts in grouped.items()}
+
+
+def element_script(verb: str, texts: Mapping[tuple[str, str], Sequence[str]]) -> str:
     return "".join(
-        f"{verb} element {family} {TABLE} {container} {{ {', '.join(texts)} }}\n"
-        for (family, container), texts in sorted(group(elements).items())
+        f"{verb} element {family} {TABLE} {container} {{ {', '.join(found)} }}\n"
+        for (family, container), found in sorted(texts.items())
+        if found
     )

@@ -118,12 +118,19 @@ class SlotMap:
     # A set rather than a map: a slot is an element when its value is not empty.
     member: bool = False
 
-    def elements(self, slots: Iterable[int] | None = None) -> Iterator[Element]:
-        for slot in range(len(self.values)) if slots is None else slots:
+    def elements(self, slots: Iterable[int]) -> Iterator[Element]:
+        for slot in slots:
             value = self.values[slot]
             if value:
                 key = f"{self.prefix} . {slot}"
                 yield Element(self.family, self.container, key, "" if self.member else value)
+
+    def texts(self) -> Iterator[str]:
+        """Every element as nft writes it; no `Element` objects, a resync writes millions."""
+        prefix = self.prefix
+        for slot, value in enumerate(self.values):
+            if value:
+                yield f"{prefix} . {slot}" if self.member else f"{prefix} . {slot} : {value}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,9 @@ class ServiceRules:
 
     def claims(self) -> tuple[str, ...]:
         """The `VIP . protocol . port` keys it serves, which no other service may have."""
-        return tuple(e.key for e in self.elements if e.container in SERVICE_SETS)
+        return tuple(
+            e.key for e in self.elements if e.family == "inet" and e.container in SERVICE_SETS
+        )
 
 
 @dataclass(frozen=True)
@@ -145,20 +154,28 @@ class Ruleset:
     base: tuple[NftObject, ...]
     services: tuple[ServiceRules, ...]
 
-    def elements(self) -> Iterator[Element]:
+    def element_texts(
+        self, counters: Mapping[tuple[str, str, str], str] | None = None
+    ) -> dict[tuple[str, str], list[str]]:
+        """Element texts per (family, container): the services' own elements (a VIP shared
+        by two services once; `counters` adds a counter's values to an element), then the slots.
+        Services come sorted by key and slots in order, so the same services give the same
+        text."""
+        counters = counters or {}
+        texts: dict[tuple[str, str], dict[str, None]] = {}
         for rules in self.services:
-            yield from rules.elements
+            for e in rules.elements:
+                kept = counters.get((e.family, e.container, e.key), "")
+                texts.setdefault((e.family, e.container), {})[e.text() + kept] = None
+        result = {where: list(found) for where, found in texts.items()}
+        for rules in self.services:
             for slots in rules.slots:
-                yield from slots.elements()
+                result.setdefault((slots.family, slots.container), []).extend(slots.texts())
+        return result
 
-    def text(self, elements: Iterable[Element] | None = None) -> str:
+    def text(self) -> str:
         """The whole ruleset, each table declared once with all its elements."""
-        shared: dict[tuple[str, str], dict[str, None]] = {}
-        for e in self.elements() if elements is None else elements:
-            # A VIP shared by two services is one element. Services come sorted by key and
-            # slots in order, so the text is the same for the same services.
-            shared.setdefault((e.family, e.container), {})[e.text()] = None
-        return HEADER + declare(self.base, shared)
+        return HEADER + declare(self.base, self.element_texts())
 
 
 HEADER = "# herald datapath: generated from the services this node forwards; do not edit.\n"
@@ -185,24 +202,29 @@ def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
 
 
 def without_conflicts(
-    services: Sequence[ServiceRules], incumbents: Collection[str] = ()
+    services: Sequence[ServiceRules],
+    incumbents: Collection[str] = (),
+    taken: Mapping[str, str] | None = None,
 ) -> tuple[tuple[ServiceRules, ...], dict[str, str]]:
     """Drop services that claim a VIP, protocol and port another service already has.
 
-    Services in `incumbents` (those already serving) keep their claims; otherwise the first
-    by key wins. Returns the services to render and, per dropped service, why.
+    `taken` maps the claims of services not in `services` to their owner; they keep them.
+    Among `services`, those in `incumbents` (already serving) come first, then by key.
+    Returns the services kept, sorted by key, and per dropped service, why.
     """
+    taken = taken or {}
     owner: dict[str, str] = {}
     kept: list[ServiceRules] = []
     refused: dict[str, str] = {}
     for rules in sorted(services, key=lambda r: (r.key not in incumbents, r.key)):
         claims = rules.claims()
-        taken = next((c for c in claims if c in owner), None)
-        if taken is None:
+        clash = next((c for c in claims if c in taken or c in owner), None)
+        if clash is None:
             owner.update(dict.fromkeys(claims, rules.key))
             kept.append(rules)
         else:
-            refused[rules.key] = f"{taken} already belongs to service {owner[taken]}"
+            holder = taken.get(clash) or owner[clash]
+            refused[rules.key] = f"{clash} already belongs to service {holder}"
     return tuple(sorted(kept, key=lambda r: r.key)), refused
 
 
@@ -232,12 +254,16 @@ def render(services: Iterable[DataplaneService], node: NodeContext) -> Ruleset:
     return Ruleset(base=base_objects(rendered, node), services=rendered)
 
 
-def base_objects(services: Sequence[ServiceRules], node: NodeContext) -> tuple[NftObject, ...]:
-    """The fixed objects, and the shared chains the services use; netdev ones only while
+def base_objects(services: Iterable[ServiceRules], node: NodeContext) -> tuple[NftObject, ...]:
+    return base_for((c for s in services for c in s.chains), node)
+
+
+def base_for(chains: Iterable[NftObject], node: NodeContext) -> tuple[NftObject, ...]:
+    """The fixed objects and the shared `chains` the services use; netdev ones only while
     some service uses DSR."""
-    chains = {c.name: c for s in services for c in s.chains}
-    objects = [*INET_BASE, *chains.values()]
-    if any(c.family == "netdev" for c in chains.values()):
+    unique = sorted({(c.family, c.name): c for c in chains}.values())
+    objects = [*INET_BASE, *unique]
+    if any(c.family == "netdev" for c in unique):
         objects.extend(netdev_base(node))
     return tuple(objects)
 

@@ -21,7 +21,7 @@ from herald.dataplane.apply import (
     remove_elements,
     resync_scripts,
 )
-from herald.dataplane.model import Backend
+from herald.dataplane.model import Backend, ForwardingMode
 from herald.dataplane.render import ServiceRules, render, render_service
 
 
@@ -222,3 +222,24 @@ def test_resync_applies_the_others_and_names_a_conflicting_service() -> None:
     assert caught.value.services == ("default/zzz",)
     assert "svc/default/zzz" not in fake.scripts[0]
     assert list(dp.services) == ["default/web"]
+
+
+def test_a_service_refused_for_a_clash_is_applied_once_the_holder_goes() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    dsr = web(forwarding_mode=ForwardingMode.DSR)  # claims its key in both tables
+    dp.sync([dsr])
+    with pytest.raises(ApplyError, match="default/zzz"):
+        dp.sync([dsr, web(key="default/zzz")])
+    dp.sync([web(key="default/zzz")])
+    assert list(dp.services) == ["default/zzz"]
+    assert dp.conflicts == {}
+
+
+def test_a_changed_service_does_not_take_a_key_from_an_unchanged_one() -> None:
+    dp = datapath(FakeNft())
+    other = web(key="default/zzz", vips=(ip_address("203.0.113.11"),))
+    dp.sync([web(key="default/aaa", vips=(ip_address("203.0.113.12"),)), other])
+    with pytest.raises(ApplyError, match="default/aaa"):
+        dp.sync([web(key="default/aaa", vips=(ip_address("203.0.113.11"),)), other])
+    assert list(dp.services) == ["default/zzz"]
