@@ -13,7 +13,8 @@ c1 reaches the VIPs (203.0.113.1-250, ports 1000+) through n1 or n2 by switching
 route; n1 and n2 DNAT to the same backends in p1 and masquerade. Every connection is new,
 so its SYN takes the first-packet path through the nat hooks; the client closes with a
 reset so no TIME_WAIT piles up. Rounds rotate between herald, iptables and direct (to a
-backend, through n1, no DNAT). Writes bench/results/dataplane-first-packet.json.
+backend, through n1, no DNAT). Writes the section
+first-packet of bench/results/dataplane.json.
 
 The kube-proxy-style ruleset is what kube-proxy's iptables mode writes for a LoadBalancer
 IP: KUBE-SERVICES matches `-d VIP -p tcp --dport P` one rule per service and port, jumps
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import socket
 import statistics
@@ -35,15 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
 from herald.dataplane.apply import Datapath, Nft
 from herald.dataplane.model import Backend, DataplaneService, NodeContext, Protocol, ServicePort
 from herald.lab.netns import Lab
+from results import record
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 VIPS = 250  # 203.0.113.1-250; services beyond that use further ports
 FIRST_PORT = 1000
 TARGET_PORT = 8080
@@ -243,8 +242,6 @@ def main() -> None:
     }
     herald, iptables = summary["herald"], summary["iptables"]
     result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()} kernel {platform.release()}",
         "services": args.services,
         "backends": args.backends,
         "iptables": version.strip(),
@@ -256,9 +253,7 @@ def main() -> None:
         "note": "shared 2-CPU VM, other jobs running; connect time measured in Python "
         "(perf_counter around connect), the same overhead on every path",
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dataplane-first-packet.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    record("first-packet", result)
 
 
 if __name__ == "__main__":

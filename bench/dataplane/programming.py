@@ -6,22 +6,18 @@ endpoint changes, each timed (render + nft transaction), in a scratch network na
 Also records how many named objects herald's table holds (fixed: services are elements of
 shared maps), how many elements each change rewrote, the cost of a one-element
 transaction at that size (nft's fixed cost per invocation), and the kernel memory the
-ruleset took (slab growth over the resync). Writes
-bench/results/dataplane-programming-S.json. Needs root (a namespace of its own).
+ruleset took (slab growth over the resync). Writes the
+section programming-S of bench/results/dataplane.json. Needs root (a namespace of its own).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
@@ -29,8 +25,7 @@ from herald.dataplane import maglev
 from herald.dataplane.apply import Datapath, Nft
 from herald.dataplane.model import Backend, DataplaneService, NodeContext, Protocol, ServicePort
 from herald.lab.netns import Lab
-
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from results import record
 
 
 def service(index: int, backends: int) -> DataplaneService:
@@ -106,10 +101,6 @@ def main() -> None:
         one_element = list(in_nft)
     ms = 1000
     result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()} kernel {platform.release()}, "
-        f"{os.cpu_count()} CPUs",
-        "load_average_at_end": os.getloadavg()[0],
         "services": args.services,
         "backends": args.backends,
         "maglev_map_elements": args.services * maglev.table_size(args.backends),
@@ -125,10 +116,7 @@ def main() -> None:
         "note": "shared 2-CPU machine, other jobs running: +-30%; a change is one backend "
         "replaced in one service (Maglev moves ~1/N of its slots twice)",
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"dataplane-programming-{args.services}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    record(f"programming-{args.services}", result)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class Datapath:
     # refused last time (retried on the next sync).
     conflicts: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
+    resync_chunk: int = RESYNC_CHUNK
 
     def render(self, services: Iterable[DataplaneService]) -> set[str]:
         """Update the desired state; the keys of the services whose rules may differ."""
@@ -163,7 +164,7 @@ class Datapath:
         """Replace herald's tables with exactly `services`, keeping counter values."""
         self.render(services)
         desired = Ruleset(self.desired_base(), tuple(sorted_rules(self.desired)))
-        scripts = resync_scripts(desired, self.element_counters(), RESYNC_CHUNK)
+        scripts = resync_scripts(desired, self.element_counters(), self.resync_chunk)
         for part, script in enumerate(scripts):
             error = self.nft.transaction(script)
             if error is None:
