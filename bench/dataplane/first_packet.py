@@ -5,16 +5,17 @@ services, side by side in one run, with the same client, backends and path shape
     apt-get install -y iptables      # iptables-restore; not part of scripts/setup.sh
     sudo .venv/bin/python bench/dataplane/first_packet.py --services 10000
 
-         ┌── n1 (herald: nft) ───────┐
-    c1 ──┤                           ├── p1 (backends 198.18.1.2-11 on lo, port 8080)
-         └── n2 (iptables, kube-proxy style) ┘
+         ┌── n1 (herald, nftables) ─────────────┐
+    c1 ──┤                                      ├── p1 (backends 198.18.1.2-11 on lo, :8080)
+         └── n2 (kube-proxy-style iptables) ────┘
 
 c1 reaches the VIPs (203.0.113.1-250, ports 1000+) through n1 or n2 by switching one
 route; n1 and n2 DNAT to the same backends in p1 and masquerade. Every connection is new,
 so its SYN takes the first-packet path through the nat hooks; the client closes with a
 reset so no TIME_WAIT piles up. Rounds rotate between herald, iptables and direct (to a
 backend, through n1, no DNAT). Writes the section
-first-packet of bench/results/dataplane.json.
+first-packet-nft (or -legacy, with `--iptables iptables-legacy-restore`) of
+bench/results/dataplane.json.
 
 The kube-proxy-style ruleset is what kube-proxy's iptables mode writes for a LoadBalancer
 IP: KUBE-SERVICES matches `-d VIP -p tcp --dport P` one rule per service and port, jumps
@@ -253,7 +254,7 @@ def main() -> None:
         "note": "shared 2-CPU VM, other jobs running; connect time measured in Python "
         "(perf_counter around connect), the same overhead on every path",
     }
-    record("first-packet", result)
+    record(f"first-packet-{'legacy' if 'legacy' in version else 'nft'}", result)
 
 
 if __name__ == "__main__":

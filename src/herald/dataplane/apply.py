@@ -201,7 +201,9 @@ class Datapath:
                 if error is not None:
                     failed[service_key(pair)] = error
         self.pending = set(failed)
-        self.remove_base(base)
+        # A refused service still uses the chains of its previous rules.
+        still = [c for key in failed if key in self.services for c in self.services[key].chains]
+        self.remove_base(base_for([*self.chain_users, *still], self.node))
         self.raise_conflicts(failed)
 
     def change(self, pairs: Sequence[Change]) -> str | None:
@@ -281,7 +283,7 @@ class Datapath:
         values = self.element_counters()
         result = {}
         for rules in sorted_rules(self.services):
-            mine = [values.get((e.container, e.key)) for e in rules.elements]
+            mine = [values.get((e.container, e.key)) for e in rules.elements if e.family == "inet"]
             counted = [c for c in mine if c is not None]
             result[rules.key] = Counter(
                 sum(c.packets for c in counted), sum(c.bytes for c in counted)

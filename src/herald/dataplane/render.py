@@ -27,8 +27,8 @@ Layout (docs/datapath.md has a rendered example):
   DSR service's key to a `dsr-v4-M-…` chain that looks `key . slot` up in each other
   node's `node/NODE/slots-v4`; a slot found there goes to that node's chain (`fwd` to its
   address, unmodified, before conntrack sees the packet), local slots are in no set and
-  continue to the inet chains. The owning node DNATs through the same Maglev table and replies
-  straight to the client.
+  continue to the inet chains. The owning node DNATs through the same Maglev table and
+  replies straight to the client.
 """
 
 from __future__ import annotations
@@ -70,10 +70,9 @@ class Rank(IntEnum):
     SET = 1
     DATA_MAP = 2
     NODE_CHAIN = 3
-    VERDICT_MAP = 4
-    LOOKUP_CHAIN = 5
-    DISPATCH_MAP = 6
-    BASE_CHAIN = 7
+    LOOKUP_CHAIN = 4
+    DISPATCH_MAP = 5
+    BASE_CHAIN = 6
 
 
 @dataclass(frozen=True, order=True)
@@ -158,9 +157,9 @@ class Ruleset:
         self, counters: Mapping[tuple[str, str, str], str] | None = None
     ) -> dict[tuple[str, str], list[str]]:
         """Element texts per (family, container): the services' own elements (a VIP shared
-        by two services once; `counters` adds a counter's values to an element), then the slots.
-        Services come sorted by key and slots in order, so the same services give the same
-        text."""
+        by two services once; `counters` adds a counter's values to an element), then the
+        slots. Services come sorted by key and slots in order, so the same services give the
+        same text."""
         counters = counters or {}
         texts: dict[tuple[str, str], dict[str, None]] = {}
         for rules in self.services:
@@ -235,7 +234,6 @@ def without_conflicts(
 class Family:
     version: int
     suffix: str  # "v4" / "v6"
-    nfproto: str  # meta nfproto / dnat family
     header: str  # payload protocol: "ip" / "ip6"
     address_type: str  # nft data type of an address
 
@@ -245,7 +243,7 @@ class Family:
         return f"{self.header} daddr . meta l4proto . th dport"
 
 
-FAMILIES = (Family(4, "v4", "ipv4", "ip", "ipv4_addr"), Family(6, "v6", "ipv6", "ip6", "ipv6_addr"))
+FAMILIES = (Family(4, "v4", "ip", "ipv4_addr"), Family(6, "v6", "ip6", "ipv6_addr"))
 SERVICE_SETS = tuple(f"services-{f.suffix}" for f in FAMILIES)
 
 
@@ -422,7 +420,8 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         if not vips:
             continue
         s = f.suffix
-        keys = [f"{vip} . {p.protocol} . {p.port}" for vip in vips for p in service.ports]
+        ports = {f"{vip} . {p.protocol} . {p.port}": p for vip in vips for p in service.ports}
+        keys = list(ports)
         elements += [Element("inet", f"vips-{s}", str(vip)) for vip in vips]
         elements += [Element("inet", f"services-{s}", key) for key in keys]
         if service.source_ranges:
@@ -444,12 +443,10 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
         dnat = dnat_chain(f, service.session_affinity, size, flow_hash, masquerade)
         chains[dnat.name] = dnat
-        for vip in vips:
-            for port in service.ports:
-                key = f"{vip} . {port.protocol} . {port.port}"
-                elements.append(Element("inet", f"dnat-{s}", key, f"goto {dnat.name}"))
-                elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
-                slots.append(SlotMap("inet", f"backends-{s}", key, owners))
+        for key, port in ports.items():
+            elements.append(Element("inet", f"dnat-{s}", key, f"goto {dnat.name}"))
+            elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
+            slots.append(SlotMap("inet", f"backends-{s}", key, owners))
         if dsr:
             forward = dsr_chain(node, f, service.session_affinity, size, flow_hash)
             chains[forward.name] = forward

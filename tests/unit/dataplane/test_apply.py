@@ -243,3 +243,10 @@ def test_a_changed_service_does_not_take_a_key_from_an_unchanged_one() -> None:
     with pytest.raises(ApplyError, match="default/aaa"):
         dp.sync([web(key="default/aaa", vips=(ip_address("203.0.113.11"),)), other])
     assert list(dp.services) == ["default/zzz"]
+
+
+def test_a_dsr_service_is_counted_once() -> None:
+    fake = FakeNft(listing=set_listing(counted(["203.0.113.10", "tcp", 80], 7, 420)))
+    dp = datapath(fake)
+    dp.sync([web(forwarding_mode=ForwardingMode.DSR)])
+    assert dp.counters() == {"default/web": Counter(7, 420)}
