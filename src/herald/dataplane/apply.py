@@ -32,7 +32,7 @@ from herald.dataplane.render import (
 )
 
 FAMILIES = ("inet", "netdev")
-# Elements per transaction of a resync: nft needs about 1 KB of memory and 15 µs per
+# Elements per transaction of a resync: nft needs about 2.4 KB of memory and 15-20 µs per
 # Maglev slot element while it parses a transaction, so ten million slots (10,000 services)
 # go in several transactions of this size (see `resync_scripts`).
 RESYNC_CHUNK = 250_000
