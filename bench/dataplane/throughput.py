@@ -2,23 +2,22 @@
 side in one run, with iperf3 (one TCP stream, bandwidth) and wrk (new connection per request:
 the HTTP/1.0 test backend closes each one, so every request takes the first-packet path).
 
-    sudo .venv/bin/python bench/dataplane/throughput.py
+    sudo .venv/bin/python bench/dataplane/throughput.py [--rounds 5]
 
 All three paths cross r1, n1 and n2 to the pod p2a on n2; only herald's rules differ.
 Rounds alternate between paths, in a rotating order, so a noisy neighbour and the TIME_WAIT
-state that piles up hurt all of them alike. Writes
-bench/results/dataplane-throughput.json.
+state that piles up hurt all of them alike; each figure is the median over the rounds.
+Writes the section throughput of bench/results/dataplane.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import platform
 import re
 import statistics
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "interop"))
@@ -26,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "interop"
 from dataplane_cluster import BACKENDS, VIP, Cluster, running_cluster, web
 
 from herald.dataplane.model import DataplaneService, ForwardingMode, Protocol, ServicePort
+from results import record
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 POD = "198.18.2.2"
-ROUNDS = 3
 SECONDS = 3
 
 
@@ -65,6 +63,9 @@ def services(mode: ForwardingMode) -> list[DataplaneService]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    rounds = parser.parse_args().rounds
     paths = {
         "direct": [],
         "snat": services(ForwardingMode.SNAT),
@@ -75,7 +76,7 @@ def main() -> None:
         cluster.lab.route("r1", "198.18.0.0/16", "via", "192.0.2.21")
         cluster.lab.spawn("p2a", ["iperf3", "-s"])
         order = list(paths)
-        for round_number in range(ROUNDS):
+        for round_number in range(rounds):
             # Rotate the order: later runs meet more TIME_WAIT state on client and pod.
             rotated = order[round_number % 3 :] + order[: round_number % 3]
             for path in rotated:
@@ -97,17 +98,16 @@ def main() -> None:
         summary[path]["iperf_vs_direct"] = round(
             summary[path]["iperf_gbit_s"] / direct["iperf_gbit_s"], 3
         )
-    result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()} kernel {platform.release()}",
-        "rounds": ROUNDS,
-        "seconds_per_run": SECONDS,
-        "summary": summary,
-        "samples": samples,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dataplane-throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    record(
+        "throughput",
+        {
+            "rounds": rounds,
+            "seconds_per_run": SECONDS,
+            "wrk": "-t1 -c8, HTTP/1.0 (a new connection per request), Python backend",
+            "summary": summary,
+            "samples": samples,
+        },
+    )
 
 
 if __name__ == "__main__":

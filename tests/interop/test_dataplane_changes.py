@@ -62,6 +62,18 @@ def test_incremental_changes_end_where_a_resync_does(cluster: Cluster) -> None:
     assert "netdev" not in tables, "the DSR table goes once no service uses DSR"
 
 
+def test_a_resync_in_chunks_ends_where_one_transaction_does(cluster: Cluster) -> None:
+    services = [web(), other(1), other(2)]
+    cluster.apply(services)
+    whole = listing(cluster, "n1")
+    chunked = Datapath(cluster.nodes["n1"].node, Nft(cluster.lab.ns("n1")), resync_chunk=600)
+    chunked.resync(services)
+    assert listing(cluster, "n1") == whole
+    result = cluster.connect(60)
+    assert result["errors"] == {}
+    assert len(result["backends"]) == 3
+
+
 def test_resync_removes_stale_objects_and_keeps_other_tables(cluster: Cluster) -> None:
     lab = cluster.lab
     lab.exec("n1", "nft", "add table inet other; add chain inet other keep")

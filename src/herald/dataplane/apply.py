@@ -1,9 +1,11 @@
-"""Puts rendered rules into the kernel with `nft -f`, one atomic transaction per change.
+"""Puts rendered rules into the kernel with `nft -f`, in atomic transactions.
 
 `Datapath.resync` replaces herald's tables whole (start-up: whatever a previous run left is
-gone); `Datapath.sync` then changes only the services that differ from what it applied last,
-one transaction per service, so a service nft refuses is named and leaves its previous rules
-(and every other service) serving. Only `inet herald` and `netdev herald` are ever touched.
+gone); `Datapath.sync` then changes only the services that differ from what it applied last:
+their elements in the shared maps, all changed services in one transaction, and service by
+service when nft refuses that one, so the refused service is named and leaves its previous
+rules (and every other service) serving. Only `inet herald` and `netdev herald` are ever
+touched.
 """
 
 from __future__ import annotations
@@ -11,25 +13,34 @@ from __future__ import annotations
 import collections
 import json
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from herald.dataplane.model import DataplaneService, NodeContext
 from herald.dataplane.render import (
-    HEADER,
+    SERVICE_SETS,
     TABLE,
     Element,
     NftObject,
     Rank,
     Ruleset,
     ServiceRules,
-    base_objects,
+    base_for,
+    declare,
     render_service,
-    service_prefix,
     without_conflicts,
 )
 
 FAMILIES = ("inet", "netdev")
+# Elements per transaction of a resync: nft needs about 2.4 KB of memory and 15-20 µs per
+# Maglev slot element while it parses a transaction, so ten million slots (10,000 services)
+# go in several transactions of this size (see `resync_scripts`).
+RESYNC_CHUNK = 250_000
+# The maps that send a flow into a service's DNAT or DSR chains: a resync in several
+# transactions fills them last, once every slot they lead to is in place.
+ENTRY_MAPS = frozenset({("inet", "dnat-v4"), ("inet", "dnat-v6")}) | {
+    ("netdev", s) for s in SERVICE_SETS
+}
 
 
 class ApplyError(RuntimeError):
@@ -46,6 +57,8 @@ class Counter:
     bytes: int
 
 
+# A service's rules before and after a change; None when it did not exist or goes away.
+Change = tuple[ServiceRules | None, ServiceRules | None]
 Runner = Callable[[Sequence[str], str], "subprocess.CompletedProcess[str]"]
 
 
@@ -82,28 +95,65 @@ class Nft:
 class Datapath:
     node: NodeContext
     nft: Nft = field(default_factory=Nft)
+    # What the kernel holds: the shared objects, each service's rules, and how many
+    # services list each element (a VIP shared by two services is one element, deleted
+    # with the last of them).
     base: tuple[NftObject, ...] = ()
     services: dict[str, ServiceRules] = field(default_factory=dict)
-    # Rendering is pure, so a service that did not change is never rendered again. Keyed by
-    # service key and compared with `is`/`==` rather than hashed: hashing every backend
-    # address on every sync would cost more than the change itself.
+    users: collections.Counter[Element] = field(default_factory=collections.Counter)
+    # What the kernel should hold, kept up to date service by service so that a change
+    # costs the same with 10 or 10,000 services: rendering is pure, so a service that did
+    # not change is never rendered again (compared with `is`/`==` rather than hashed:
+    # hashing every backend address on every sync would cost more than the change).
     rendered: dict[str, tuple[DataplaneService, ServiceRules]] = field(default_factory=dict)
-    # Services left out of the last render because their VIP:port belongs to another one.
+    desired: dict[str, ServiceRules] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # VIP . proto . port -> service
+    chain_users: collections.Counter[NftObject] = field(default_factory=collections.Counter)
+    # Services left out because their VIP:port belongs to another one, and services nft
+    # refused last time (retried on the next sync).
     conflicts: dict[str, str] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    resync_chunk: int = RESYNC_CHUNK
 
-    def render(self, services: Iterable[DataplaneService]) -> Ruleset:
+    def render(self, services: Iterable[DataplaneService]) -> set[str]:
+        """Update the desired state; the keys of the services whose rules may differ."""
         fresh = {}
+        touched = set()
         for service in services:
             seen = self.rendered.get(service.key)
             if seen is not None and (seen[0] is service or seen[0] == service):
                 fresh[service.key] = seen
             else:
                 fresh[service.key] = (service, render_service(service, self.node))
+                touched.add(service.key)
+        touched |= self.rendered.keys() - fresh.keys()
         self.rendered = fresh
-        ordered, self.conflicts = without_conflicts(
-            [rules for _, rules in fresh.values()], self.services.keys()
-        )
-        return Ruleset(base=base_objects(ordered, self.node), services=ordered)
+        # A changed service gives up its claims and competes again, with the ones refused
+        # before, for the claims nobody else holds: a service that did not change keeps
+        # its VIP:ports.
+        for key in touched:
+            self.release(key)
+        contenders = [fresh[k][1] for k in touched | self.conflicts.keys() if k in fresh]
+        kept, self.conflicts = without_conflicts(contenders, self.services.keys(), self.owners)
+        for rules in kept:
+            self.desired[rules.key] = rules
+            self.owners.update(dict.fromkeys(rules.claims(), rules.key))
+            self.chain_users.update(rules.chains)
+        return touched | {r.key for r in contenders}
+
+    def release(self, key: str) -> None:
+        rules = self.desired.pop(key, None)
+        if rules is None:
+            return
+        for claim in rules.claims():
+            del self.owners[claim]
+        self.chain_users.subtract(rules.chains)
+        for chain in rules.chains:
+            if self.chain_users[chain] <= 0:
+                del self.chain_users[chain]
+
+    def desired_base(self) -> tuple[NftObject, ...]:
+        return base_for(self.chain_users, self.node)
 
     def raise_conflicts(self, failed: Mapping[str, str]) -> None:
         problems = {**self.conflicts, **failed}
@@ -112,13 +162,21 @@ class Datapath:
 
     def resync(self, services: Iterable[DataplaneService]) -> None:
         """Replace herald's tables with exactly `services`, keeping counter values."""
-        desired = self.render(services)
-        kept = keep_counters(desired, self.counters())
-        error = self.nft.transaction(replace_tables(kept))
-        if error is not None:
-            raise ApplyError(self.refused_services(desired), error)
+        self.render(services)
+        desired = Ruleset(self.desired_base(), tuple(sorted_rules(self.desired)))
+        scripts = resync_scripts(desired, self.element_counters(), self.resync_chunk)
+        for part, script in enumerate(scripts):
+            error = self.nft.transaction(script)
+            if error is None:
+                continue
+            self.base, self.services = (), {}  # the next sync starts over
+            if part == 0:
+                raise ApplyError(self.refused_services(desired), error)
+            raise ApplyError([], f"resync part {part + 1} of {len(scripts)}: {error}")
         self.base = desired.base
-        self.services = {s.key: s for s in desired.services}
+        self.services = dict(self.desired)
+        self.users = collections.Counter(e for s in desired.services for e in s.elements)
+        self.pending = set()
         self.raise_conflicts({})
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
@@ -126,44 +184,57 @@ class Datapath:
         if not self.base:
             self.resync(services)
             return
-        ruleset = self.render(services)
-        desired = {s.key: s for s in ruleset.services}
-        base = ruleset.base
+        touched = self.render(services) | self.pending
+        changed = [(self.services.get(key), self.desired.get(key)) for key in sorted(touched)]
+        changed = [(old, new) for old, new in changed if old is not new and old != new]
+        base = self.desired_base()
         self.add_base(base)
         failed: dict[str, str] = {}
-        users = collections.Counter(e for s in self.services.values() for e in s.elements)
-        for key in sorted(desired.keys() | self.services.keys()):
-            old, new = self.services.get(key), desired.get(key)
-            if old == new:
-                continue
-            old_elements = old.elements if old else ()
-            shared = {e for e in old_elements if users[e] > 1}
-            error = self.nft.transaction(service_change(old, new, shared))
-            if error is not None:
-                failed[key] = error
-                continue
-            users.subtract(old_elements)
-            users.update(new.elements if new else ())
-            if new is None:
-                del self.services[key]
-            else:
-                self.services[key] = new
-        self.remove_base(base)
+        # All changes in one transaction; if nft refuses it, one service at a time so that
+        # the refused one is named and the others still apply.
+        error = self.change(changed) if changed else None
+        if error is not None and len(changed) == 1:
+            failed[service_key(changed[0])] = error
+        elif error is not None:
+            for pair in changed:
+                error = self.change([pair])
+                if error is not None:
+                    failed[service_key(pair)] = error
+        self.pending = set(failed)
+        # A refused service still uses the chains of its previous rules.
+        still = [c for key in failed if key in self.services for c in self.services[key].chains]
+        self.remove_base(base_for([*self.chain_users, *still], self.node))
         self.raise_conflicts(failed)
 
+    def change(self, pairs: Sequence[Change]) -> str | None:
+        """Apply `pairs` in one transaction and record them; nft's error if refused."""
+        deletions, additions = element_changes(pairs, self.users)
+        error = self.nft.transaction(remove_elements(deletions) + add_elements(additions))
+        if error is not None:
+            return error
+        for old, new in pairs:
+            if old is not None:
+                self.users.subtract(old.elements)
+                del self.services[old.key]
+            if new is not None:
+                self.users.update(new.elements)
+                self.services[new.key] = new
+        for element in {e for old, _ in pairs if old is not None for e in old.elements}:
+            if self.users[element] <= 0:
+                del self.users[element]
+        return None
+
     def add_base(self, base: tuple[NftObject, ...]) -> None:
-        """Create the shared objects that are new before any service refers to them."""
+        """Create the shared objects that are new before any element refers to them."""
         old = {(o.family, o.name): o for o in self.base}
-        script = []
-        for obj in base:
-            before = old.get((obj.family, obj.name))
-            if before == obj:
-                continue
-            if before is not None and obj.kind == "chain":
-                script.append(f"flush chain {obj.family} {TABLE} {obj.name}\n")
-            script.append(declare([obj]))
-        if script:
-            self.commit_base("".join(script))
+        new = [o for o in base if old.get((o.family, o.name)) != o]
+        flush = "".join(
+            f"flush chain {o.family} {TABLE} {o.name}\n"
+            for o in new
+            if o.kind == "chain" and (o.family, o.name) in old
+        )
+        if new:
+            self.commit_base(flush + declare(new, {}))
         self.base = tuple({(o.family, o.name): o for o in (*self.base, *base)}.values())
 
     def remove_base(self, base: tuple[NftObject, ...]) -> None:
@@ -191,90 +262,149 @@ class Datapath:
         """Which services make nft refuse the ruleset, each checked alone with `nft -c`."""
         refused = []
         for rules in desired.services:
-            alone = Ruleset(base=desired.base, services=(rules,))
+            alone = Ruleset(base=base_for(rules.chains, self.node), services=(rules,))
             if self.nft.transaction(replace_tables(alone), check_only=True) is not None:
                 refused.append(rules.key)
         return refused
 
+    def element_counters(self) -> dict[tuple[str, str], Counter]:
+        """Packets and bytes per `VIP . protocol . port`, keyed by (set, key)."""
+        found = {}
+        for name in SERVICE_SETS:
+            for item in self.nft.list_json("set", "inet", TABLE, name):
+                listed = item.get("set")
+                if isinstance(listed, dict):
+                    for key, counter in counted_elements(listed.get("elem", [])):
+                        found[(name, key)] = counter
+        return found
+
     def counters(self) -> dict[str, Counter]:
         """Packets and bytes per service key, as counted since the service was created."""
-        prefix = service_prefix("")
-        found = {}
-        for item in self.nft.list_json("counters", "table", "inet", TABLE):
-            counter = item.get("counter")
-            if not isinstance(counter, dict):
-                continue
-            name = str(counter["name"])
-            if name.startswith(prefix):
-                found[name.removeprefix(prefix)] = Counter(
-                    int(counter["packets"]), int(counter["bytes"])
-                )
-        return found
+        values = self.element_counters()
+        result = {}
+        for rules in sorted_rules(self.services):
+            mine = [values.get((e.container, e.key)) for e in rules.elements if e.family == "inet"]
+            counted = [c for c in mine if c is not None]
+            result[rules.key] = Counter(
+                sum(c.packets for c in counted), sum(c.bytes for c in counted)
+            )
+        return result
+
+
+def service_key(change: Change) -> str:
+    rules = change[1] or change[0]
+    assert rules is not None
+    return rules.key
+
+
+def counted_elements(elements: object) -> Iterator[tuple[str, Counter]]:
+    """`(key, counter)` of each element in a `nft -j` set listing; keys as render writes
+    them (`203.0.113.10 . tcp . 80`)."""
+    for item in elements if isinstance(elements, list) else ():
+        elem = item.get("elem") if isinstance(item, dict) else None
+        if not isinstance(elem, dict) or not isinstance(elem.get("counter"), dict):
+            continue
+        value = elem["val"]
+        parts = value["concat"] if isinstance(value, dict) else [value]
+        counter = elem["counter"]
+        yield " . ".join(str(p) for p in parts), Counter(counter["packets"], counter["bytes"])
+
+
+def sorted_rules(services: Mapping[str, ServiceRules]) -> list[ServiceRules]:
+    return [services[key] for key in sorted(services)]
+
+
+RESETS = "".join(f"table {f} {TABLE} {{}}\ndelete table {f} {TABLE}\n" for f in FAMILIES)
 
 
 def replace_tables(ruleset: Ruleset) -> str:
     # `table X {}` first, so the delete succeeds whether or not the table exists.
-    resets = "".join(f"table {f} {TABLE} {{}}\ndelete table {f} {TABLE}\n" for f in FAMILIES)
-    return resets + ruleset.text().removeprefix(HEADER)
+    return RESETS + declare(ruleset.base, ruleset.element_texts())
 
 
-def keep_counters(ruleset: Ruleset, values: Mapping[str, Counter]) -> Ruleset:
-    def keep(obj: NftObject) -> NftObject:
-        value = values.get(obj.name.removeprefix(service_prefix("")))
-        if obj.kind != "counter" or value is None:
-            return obj
-        return replace(obj, body=(f"packets {value.packets} bytes {value.bytes}",))
+def resync_scripts(
+    ruleset: Ruleset, counters: Mapping[tuple[str, str], Counter], chunk: int
+) -> list[str]:
+    """The transactions of a resync, counters kept: one when the ruleset has at most
+    `chunk` elements, else a sequence that never sends a new flow to a missing slot.
 
-    services = tuple(
-        replace(s, objects=tuple(keep(o) for o in s.objects)) for s in ruleset.services
-    )
-    return replace(ruleset, services=services)
-
-
-def service_change(old: ServiceRules | None, new: ServiceRules | None, shared: set[Element]) -> str:
-    """One transaction turning a service's objects from `old` into `new`.
-
-    Objects present in both are flushed and refilled rather than deleted, so the dispatch
-    elements that jump to them stay valid; the service's counter is never reset. A shared
-    element (a VIP of two services, listed in `shared`) is left for the other service.
+    The first transaction replaces the tables with everything but the Maglev slots and the
+    entry maps, and marks every served key unserved, so new flows are refused (not
+    blackholed) while the slots follow, `chunk` at a time; the last one clears the marks
+    and fills the entry maps. Established flows keep their conntrack NAT binding
+    throughout.
     """
-    old_objects = {(o.family, o.name): o for o in old.objects} if old else {}
-    new_objects = {(o.family, o.name): o for o in new.objects} if new else {}
-    old_elements = set(old.elements) if old else set()
-    new_elements = set(new.elements) if new else set()
-    script = [remove_elements(sorted(old_elements - new_elements - shared))]
-    gone = []
-    for key, obj in old_objects.items():
-        successor = new_objects.get(key)
-        if successor is None or header(successor) != header(obj):
-            gone.append(obj)
-        elif obj.kind != "counter" and successor != obj:
-            script.append(f"flush {obj.kind} {obj.family} {TABLE} {obj.name}\n")
-    script.append(delete(gone))
-    kept = {key for key, obj in old_objects.items() if obj not in gone}
-    changed = [
-        o
-        for key, o in new_objects.items()
-        if key not in kept or (o != old_objects[key] and o.kind != "counter")
+    counted = {
+        ("inet", *where): f" counter packets {c.packets} bytes {c.bytes}"
+        for where, c in counters.items()
+    }
+    texts = ruleset.element_texts(counted)
+    if sum(len(t) for t in texts.values()) <= chunk:
+        return [RESETS + declare(ruleset.base, texts)]
+    slot_maps = {(s.family, s.container) for r in ruleset.services for s in r.slots}
+    entries = [
+        e for r in ruleset.services for e in r.elements if (e.family, e.container) in ENTRY_MAPS
     ]
-    script.append(declare(changed))
-    script.append(add_elements(sorted(new_elements - old_elements)))
-    return "".join(script)
+    held = [
+        Element(e.family, f"unserved-{e.container[-2:]}", e.key)
+        for e in entries
+        if e.family == "inet"
+    ]
+    first = {w: t for w, t in texts.items() if w not in slot_maps | ENTRY_MAPS}
+    for e in held:
+        first.setdefault((e.family, e.container), []).append(e.key)
+    scripts = [RESETS + declare(ruleset.base, first)]
+    slots = [(where, text) for where in sorted(slot_maps) for text in texts[where]]
+    for i in range(0, len(slots), chunk):
+        part: dict[tuple[str, str], list[str]] = {}
+        for where, text in slots[i : i + chunk]:
+            part.setdefault(where, []).append(text)
+        scripts.append(element_script("add", part))
+    scripts.append(remove_elements(held) + add_elements(entries))
+    return scripts
 
 
-def header(obj: NftObject) -> tuple[str, ...]:
-    """What cannot change without recreating the object: a map's or set's type and flags."""
-    return () if obj.kind in ("chain", "counter") else obj.body
+def element_changes(
+    pairs: Sequence[Change],
+    users: Mapping[Element, int],
+) -> tuple[list[Element], list[Element]]:
+    """The element deletions and additions turning each `old` into its `new`.
 
-
-def declare(objects: Sequence[NftObject]) -> str:
-    blocks = []
-    for family in FAMILIES:
-        mine = sorted((o for o in objects if o.family == family), key=lambda o: (o.rank, o.name))
-        if mine:
-            body = "".join(o.declaration() for o in mine)
-            blocks.append(f"table {family} {TABLE} {{\n{body}}}\n")
-    return "".join(blocks)
+    Elements that other services also list (a shared VIP) are counted rather than compared,
+    so they go with their last user and come with their first. Slots are compared position
+    by position: a moved slot is deleted and added again (nft has no replace), in one
+    transaction, so no packet sees it missing.
+    """
+    delta: collections.Counter[Element] = collections.Counter()
+    deletions: list[Element] = []
+    additions: list[Element] = []
+    for old, new in pairs:
+        delta.subtract(old.elements if old else ())
+        delta.update(new.elements if new else ())
+        old_slots = {(s.family, s.container, s.prefix): s for s in old.slots} if old else {}
+        new_slots = {(s.family, s.container, s.prefix): s for s in new.slots} if new else {}
+        for where, before in old_slots.items():
+            after = new_slots.get(where)
+            if after is None or len(after.values) != len(before.values):
+                deletions += before.elements(range(len(before.values)))
+                continue
+            moved = [
+                i
+                for i, (a, b) in enumerate(zip(before.values, after.values, strict=True))
+                if a != b
+            ]
+            deletions += before.elements(moved)
+            additions += after.elements(moved)
+        for where, after in new_slots.items():
+            previous = old_slots.get(where)
+            if previous is None or len(after.values) != len(previous.values):
+                additions += after.elements(range(len(after.values)))
+    for element, change in delta.items():
+        if change < 0 and users.get(element, 0) + change <= 0:
+            deletions.append(element)
+        elif change > 0 and users.get(element, 0) <= 0:
+            additions.append(element)
+    return deletions, additions
 
 
 def delete(objects: Sequence[NftObject]) -> str:
@@ -284,21 +414,25 @@ def delete(objects: Sequence[NftObject]) -> str:
 
 
 def remove_elements(elements: Sequence[Element]) -> str:
-    return _elements("delete", elements)
+    # Only the key names an element to delete.
+    return element_script("delete", group(replace(e, value="") for e in elements))
 
 
 def add_elements(elements: Sequence[Element]) -> str:
-    return _elements("add", elements)
+    return element_script("add", group(elements))
 
 
-def _elements(verb: str, elements: Sequence[Element]) -> str:
-    lines = []
-    for family, container in sorted({(e.family, e.container) for e in elements}):
-        # Only the key names an element to delete; the verdict part is dropped.
-        texts = [
-            e.text.split(" : ")[0] if verb == "delete" else e.text
-            for e in elements
-            if (e.family, e.container) == (family, container)
-        ]
-        lines.append(f"{verb} element {family} {TABLE} {container} {{ {', '.join(texts)} }}\n")
-    return "".join(lines)
+def group(elements: Iterable[Element]) -> dict[tuple[str, str], list[str]]:
+    """Element texts per (family, container), in order, each once."""
+    grouped: dict[tuple[str, str], dict[str, None]] = {}
+    for e in elements:
+        grouped.setdefault((e.family, e.container), {})[e.text()] = None
+    return {where: list(texts) for where, texts in grouped.items()}
+
+
+def element_script(verb: str, texts: Mapping[tuple[str, str], Sequence[str]]) -> str:
+    return "".join(
+        f"{verb} element {family} {TABLE} {container} {{ {', '.join(found)} }}\n"
+        for (family, container), found in sorted(texts.items())
+        if found
+    )

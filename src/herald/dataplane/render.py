@@ -1,34 +1,41 @@
-"""Services a node must forward -> the nftables objects herald owns.
+"""Services a node must forward -> the nftables objects and elements herald owns.
+
+The table holds a fixed set of named objects, shared by every service; a service is only
+**elements** in them, keyed by `VIP . protocol . port`. Adding, changing or removing a
+service is then a handful of element deletions and additions, whatever the number of
+services: nft reads every named object of the table before each transaction, so per-service
+chains and maps would make every change cost more as the ruleset grows.
 
 Layout (docs/datapath.md has a rendered example):
 
-- `table inet herald` holds both address families, so one service with an IPv4 and an IPv6
-  VIP is one set of chains, and one transaction changes both families together.
-  - `filter-prerouting` (filter, priority dstnat - 10) looks `daddr . l4proto . dport` up in
-    the verdict maps `services-v4`/`services-v6` and jumps to the service's `filter` chain:
-    per-service counter, loadBalancerSourceRanges, and rejection when no backend is usable.
-    Any other port of a VIP is rejected, so it is never routed back towards the router.
-  - `nat-prerouting` (nat, priority dstnat) looks the same key up in `dnat-v4`/`dnat-v6` and
-    jumps to the service's `nat` chain, which DNATs to `jhash(flow) mod M` looked up in the
-    service's Maglev map (slot -> backend address).
-  - `filter-output` and `nat-output` do the same for the node's own connections.
+- `table inet herald` holds both address families (dual-stack services change in one
+  transaction); the per-family parts are named `…-v4` / `…-v6`.
+  - `filter-prerouting` / `filter-output` (filter, priority dstnat - 10): a flow whose
+    `daddr . l4proto . dport` is in `services-v4` (a set with per-element counters: the
+    service's packet and byte counts) goes to `service-v4`, which drops clients outside
+    the service's loadBalancerSourceRanges (`restricted-v4`, `allowed-v4`), rejects new
+    flows of a service with no usable backend (`unserved-v4`) and accepts the rest. Any
+    other port of a VIP (`vips-v4`) is rejected, so it is never routed back to the router.
+  - `nat-prerouting` / `nat-output` (nat, priority dstnat): `dnat-v4` maps the same key to
+    a `dnat-v4-M-…` chain, one per table size M, hash (client address and port, or address
+    only) and masquerade choice, which DNATs to `backends-v4[key . jhash(client) mod M]`
+    (the Maglev tables of all service ports in one map), port `ports-v4[key]`.
   - `nat-postrouting` masquerades connections whose conntrack entry carries herald's
-    masquerade label, set by the `nat` chain of snat services with policy Cluster. A label
+    masquerade label, set by the dnat chains of snat services with policy Cluster. A label
     rather than a packet mark: marks are shared with every other network component.
-- `table netdev herald` exists for DSR only: its ingress chain, on the node's uplink, sends a
-  flow whose Maglev slot belongs to a backend on another node to that node, unmodified
-  (`fwd` to the node's address), before conntrack sees it; the owning node then DNATs it
-  through the same Maglev map to its local pod and replies straight to the client.
-
-Every object of a service is named `svc/<namespace>/<name>[/<part>]`, so a change to one
-service replaces exactly its own objects and its elements in the shared dispatch maps.
+- `table netdev herald` exists for DSR only: its ingress chain, on the node's uplink, maps a
+  DSR service's key to a `dsr-v4-M-…` chain that looks `key . slot` up in each other
+  node's `node/NODE/slots-v4`; a slot found there goes to that node's chain (`fwd` to its
+  address, unmodified, before conntrack sees the packet), local slots are in no set and
+  continue to the inet chains. The owning node DNATs through the same Maglev table and
+  replies straight to the client.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 
 from herald.dataplane import maglev
@@ -47,7 +54,10 @@ from herald.dataplane.model import (
 TABLE = "herald"
 # The conntrack label bit that asks nat-postrouting to masquerade a connection.
 MASQUERADE_LABEL = 127
-ELEMENTS_PER_LINE = 4
+ELEMENTS_PER_LINE = 2
+# A slot is a 32-bit integer in the map keys; `typeof` needs an expression of that type and
+# nft accepts any modulus in lookups, so one map serves every table size.
+SLOT_TYPE = f"numgen inc mod {maglev.PRIMES[-1]}"
 
 
 class RenderError(ValueError):
@@ -57,46 +67,85 @@ class RenderError(ValueError):
 class Rank(IntEnum):
     """Declaration order inside a table: whatever an object refers to comes first."""
 
-    COUNTER = 0
     SET = 1
     DATA_MAP = 2
     NODE_CHAIN = 3
-    VERDICT_MAP = 4
-    SERVICE_CHAIN = 5
-    DISPATCH_MAP = 6
-    BASE_CHAIN = 7
+    LOOKUP_CHAIN = 4
+    DISPATCH_MAP = 5
+    BASE_CHAIN = 6
 
 
 @dataclass(frozen=True, order=True)
 class NftObject:
     family: str  # "inet" or "netdev"
     rank: Rank
-    kind: str  # "chain", "map", "set" or "counter"
+    kind: str  # "chain", "map" or "set"
     name: str
-    body: tuple[str, ...]  # chain: hook and rules; map/set: type and flags; counter: values
-    elements: tuple[str, ...] = ()  # map/set only
+    body: tuple[str, ...]  # chain: hook and rules; map/set: type and flags
 
-    def declaration(self) -> str:
-        lines = "".join(f"\t\t{line}\n" for line in (*self.body, *element_lines(self.elements)))
+    def declaration(self, elements: Sequence[str] = ()) -> str:
+        lines = "".join(f"\t\t{line}\n" for line in (*self.body, *element_lines(elements)))
         return f"\t{self.kind} {self.name} {{\n{lines}\t}}\n"
 
 
 @dataclass(frozen=True, order=True)
 class Element:
-    """One element of a map shared by all services (the dispatch maps, the VIP sets)."""
+    """One element of a shared set (`value` empty) or map."""
 
     family: str
     container: str
-    text: str
+    key: str
+    value: str = ""
+
+    def text(self) -> str:
+        return f"{self.key} : {self.value}" if self.value else self.key
+
+
+@dataclass(frozen=True)
+class SlotMap:
+    """One service port's Maglev table in a shared map: `prefix . slot : values[slot]`.
+
+    Kept as one tuple rather than M `Element`s: a 10,000-service node holds ten million
+    slots, and a change compares two tuples position by position. An empty value means
+    the slot has no element.
+    """
+
+    family: str
+    container: str
+    prefix: str
+    values: tuple[str, ...]
+    # A set rather than a map: a slot is an element when its value is not empty.
+    member: bool = False
+
+    def elements(self, slots: Iterable[int]) -> Iterator[Element]:
+        for slot in slots:
+            value = self.values[slot]
+            if value:
+                key = f"{self.prefix} . {slot}"
+                yield Element(self.family, self.container, key, "" if self.member else value)
+
+    def texts(self) -> Iterator[str]:
+        """Every element as nft writes it; no `Element` objects, a resync writes millions."""
+        prefix = self.prefix
+        for slot, value in enumerate(self.values):
+            if value:
+                yield f"{prefix} . {slot}" if self.member else f"{prefix} . {slot} : {value}"
 
 
 @dataclass(frozen=True)
 class ServiceRules:
     key: str
-    objects: tuple[NftObject, ...]
     elements: tuple[Element, ...]
-    # DSR: the other nodes this service sends flows to, each needing a forwarding chain.
-    forwards_to: tuple[tuple[str, IPAddress], ...] = ()
+    slots: tuple[SlotMap, ...]
+    # The shared chains its elements lead to, one per table size, hash and masquerade
+    # choice; they exist while some service needs them.
+    chains: tuple[NftObject, ...]
+
+    def claims(self) -> tuple[str, ...]:
+        """The `VIP . protocol . port` keys it serves, which no other service may have."""
+        return tuple(
+            e.key for e in self.elements if e.family == "inet" and e.container in SERVICE_SETS
+        )
 
 
 @dataclass(frozen=True)
@@ -104,32 +153,42 @@ class Ruleset:
     base: tuple[NftObject, ...]
     services: tuple[ServiceRules, ...]
 
-    def text(self) -> str:
-        """The whole ruleset, each table declared once with all its elements."""
-        shared: dict[tuple[str, str], list[str]] = {}
+    def element_texts(
+        self, counters: Mapping[tuple[str, str, str], str] | None = None
+    ) -> dict[tuple[str, str], list[str]]:
+        """Element texts per (family, container): the services' own elements (a VIP shared
+        by two services once; `counters` adds a counter's values to an element), then the
+        slots. Services come sorted by key and slots in order, so the same services give the
+        same text."""
+        counters = counters or {}
+        texts: dict[tuple[str, str], dict[str, None]] = {}
         for rules in self.services:
             for e in rules.elements:
-                shared.setdefault((e.family, e.container), []).append(e.text)
-        objects = [*self.base, *(o for s in self.services for o in s.objects)]
-        families = sorted({o.family for o in objects}, key=lambda f: f != "inet")
-        tables = []
-        for family in families:
-            declared = sorted(
-                (o for o in objects if o.family == family), key=lambda o: (o.rank, o.name)
-            )
-            body = "".join(
-                with_elements(o, shared.get((o.family, o.name), ())).declaration() for o in declared
-            )
-            tables.append(f"table {family} {TABLE} {{\n{body}}}\n")
-        return HEADER + "".join(tables)
+                kept = counters.get((e.family, e.container, e.key), "")
+                texts.setdefault((e.family, e.container), {})[e.text() + kept] = None
+        result = {where: list(found) for where, found in texts.items()}
+        for rules in self.services:
+            for slots in rules.slots:
+                result.setdefault((slots.family, slots.container), []).extend(slots.texts())
+        return result
+
+    def text(self) -> str:
+        """The whole ruleset, each table declared once with all its elements."""
+        return HEADER + declare(self.base, self.element_texts())
 
 
 HEADER = "# herald datapath: generated from the services this node forwards; do not edit.\n"
 
 
-def with_elements(obj: NftObject, texts: Iterable[str]) -> NftObject:
-    # A VIP shared by two services is one element.
-    return replace(obj, elements=(*obj.elements, *sorted(set(texts))))
+def declare(objects: Iterable[NftObject], elements: Mapping[tuple[str, str], Iterable[str]]) -> str:
+    """`table F herald { … }` blocks declaring `objects`, inet first, referrers last."""
+    tables = []
+    for family in ("inet", "netdev"):
+        mine = sorted((o for o in objects if o.family == family), key=lambda o: (o.rank, o.name))
+        if mine:
+            body = "".join(o.declaration(tuple(elements.get((family, o.name), ()))) for o in mine)
+            tables.append(f"table {family} {TABLE} {{\n{body}}}\n")
+    return "".join(tables)
 
 
 def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
@@ -142,28 +201,29 @@ def element_lines(texts: Sequence[str]) -> tuple[str, ...]:
 
 
 def without_conflicts(
-    services: Sequence[ServiceRules], incumbents: Collection[str] = ()
+    services: Sequence[ServiceRules],
+    incumbents: Collection[str] = (),
+    taken: Mapping[str, str] | None = None,
 ) -> tuple[tuple[ServiceRules, ...], dict[str, str]]:
     """Drop services that claim a VIP, protocol and port another service already has.
 
-    Services in `incumbents` (those already serving) keep their claims; otherwise the first
-    by key wins. Returns the services to render and, per dropped service, why.
+    `taken` maps the claims of services not in `services` to their owner; they keep them.
+    Among `services`, those in `incumbents` (already serving) come first, then by key.
+    Returns the services kept, sorted by key, and per dropped service, why.
     """
-    owner: dict[tuple[str, str, str], str] = {}
+    taken = taken or {}
+    owner: dict[str, str] = {}
     kept: list[ServiceRules] = []
     refused: dict[str, str] = {}
     for rules in sorted(services, key=lambda r: (r.key not in incumbents, r.key)):
-        claims = [
-            (e.family, e.container, e.text.split(" : ")[0])
-            for e in rules.elements
-            if e.container.startswith("services-")
-        ]
-        taken = next((c for c in claims if c in owner), None)
-        if taken is None:
+        claims = rules.claims()
+        clash = next((c for c in claims if c in taken or c in owner), None)
+        if clash is None:
             owner.update(dict.fromkeys(claims, rules.key))
             kept.append(rules)
         else:
-            refused[rules.key] = f"{taken[2]} already belongs to service {owner[taken]}"
+            holder = taken.get(clash) or owner[clash]
+            refused[rules.key] = f"{clash} already belongs to service {holder}"
     return tuple(sorted(kept, key=lambda r: r.key)), refused
 
 
@@ -174,11 +234,17 @@ def without_conflicts(
 class Family:
     version: int
     suffix: str  # "v4" / "v6"
-    nfproto: str  # meta nfproto / dnat family
     header: str  # payload protocol: "ip" / "ip6"
+    address_type: str  # nft data type of an address
+
+    @property
+    def key(self) -> str:
+        """The expression of a flow's `VIP . protocol . port`."""
+        return f"{self.header} daddr . meta l4proto . th dport"
 
 
-FAMILIES = (Family(4, "v4", "ipv4", "ip"), Family(6, "v6", "ipv6", "ip6"))
+FAMILIES = (Family(4, "v4", "ip", "ipv4_addr"), Family(6, "v6", "ip6", "ipv6_addr"))
+SERVICE_SETS = tuple(f"services-{f.suffix}" for f in FAMILIES)
 
 
 def render(services: Iterable[DataplaneService], node: NodeContext) -> Ruleset:
@@ -186,20 +252,26 @@ def render(services: Iterable[DataplaneService], node: NodeContext) -> Ruleset:
     return Ruleset(base=base_objects(rendered, node), services=rendered)
 
 
-def base_objects(services: Sequence[ServiceRules], node: NodeContext) -> tuple[NftObject, ...]:
-    """The hooks and shared maps; netdev ones only while some service uses DSR."""
-    objects = list(INET_BASE)
-    if any(o.family == "netdev" for s in services for o in s.objects):
-        objects.extend(netdev_base(node, {n for s in services for n in s.forwards_to}))
+def base_objects(services: Iterable[ServiceRules], node: NodeContext) -> tuple[NftObject, ...]:
+    return base_for((c for s in services for c in s.chains), node)
+
+
+def base_for(chains: Iterable[NftObject], node: NodeContext) -> tuple[NftObject, ...]:
+    """The fixed objects and the shared `chains` the services use; netdev ones only while
+    some service uses DSR."""
+    unique = sorted({(c.family, c.name): c for c in chains}.values())
+    objects = [*INET_BASE, *unique]
+    if any(c.family == "netdev" for c in unique):
+        objects.extend(netdev_base(node))
     return tuple(objects)
 
 
-def dispatch_key(family: Family) -> str:
-    return f"{family.header} daddr . meta l4proto . th dport"
+def obj(family: str, rank: Rank, kind: str, name: str, *body: str) -> NftObject:
+    return NftObject(family, rank, kind, name, body)
 
 
 def base_chain(name: str, hook: str, rules: Sequence[str]) -> NftObject:
-    return NftObject("inet", Rank.BASE_CHAIN, "chain", name, (hook, *rules))
+    return obj("inet", Rank.BASE_CHAIN, "chain", name, hook, *rules)
 
 
 def _inet_base() -> tuple[NftObject, ...]:
@@ -208,29 +280,60 @@ def _inet_base() -> tuple[NftObject, ...]:
     dispatch_nat = []
     refuse_other_ports = []
     for f in FAMILIES:
-        objects.append(
-            NftObject("inet", Rank.SET, "set", f"vips-{f.suffix}", (f"typeof {f.header} daddr",))
-        )
-        for name in (f"services-{f.suffix}", f"dnat-{f.suffix}"):
-            objects.append(
-                NftObject(
-                    "inet",
-                    Rank.DISPATCH_MAP,
-                    "map",
-                    name,
-                    (f"typeof {dispatch_key(f)} : verdict",),
-                )
-            )
-        dispatch_filter.append(f"{dispatch_key(f)} vmap @services-{f.suffix}")
-        dispatch_nat.append(f"{dispatch_key(f)} vmap @dnat-{f.suffix}")
+        s = f.suffix
+        objects += [
+            obj("inet", Rank.SET, "set", f"vips-{s}", f"typeof {f.header} daddr"),
+            obj("inet", Rank.SET, "set", f"services-{s}", f"typeof {f.key}", "counter"),
+            obj("inet", Rank.SET, "set", f"restricted-{s}", f"typeof {f.key}"),
+            obj(
+                "inet",
+                Rank.SET,
+                "set",
+                f"allowed-{s}",
+                f"typeof {f.key} . {f.header} saddr",
+                "flags interval",
+            ),
+            obj("inet", Rank.SET, "set", f"unserved-{s}", f"typeof {f.key}"),
+            obj(
+                "inet",
+                Rank.DATA_MAP,
+                "map",
+                f"backends-{s}",
+                f"typeof {f.key} . {SLOT_TYPE} : {f.header} daddr",
+            ),
+            # The target port apart from the address, and with a plain `type`: nft 1.0.6
+            # cannot add a rule using a map with `typeof … : ip daddr . th dport` once the
+            # map comes from the kernel ("conflicting protocols"), so chains created after
+            # the map would fail.
+            obj(
+                "inet",
+                Rank.DATA_MAP,
+                "map",
+                f"ports-{s}",
+                f"type {f.address_type} . inet_proto . inet_service : inet_service",
+            ),
+            obj("inet", Rank.DISPATCH_MAP, "map", f"dnat-{s}", f"typeof {f.key} : verdict"),
+            obj(
+                "inet",
+                Rank.LOOKUP_CHAIN,
+                "chain",
+                f"service-{s}",
+                f"{f.key} @restricted-{s} {f.key} . {f.header} saddr != @allowed-{s} drop",
+                f"{f.key} @unserved-{s} ct state new meta l4proto tcp reject with tcp reset",
+                f"{f.key} @unserved-{s} ct state new reject with icmpx type port-unreachable",
+                "accept",
+            ),
+        ]
+        dispatch_filter.append(f"{f.key} @services-{s} goto service-{s}")
+        dispatch_nat.append(f"{f.key} vmap @dnat-{s}")
         refuse_other_ports += [
-            f"{f.header} daddr @vips-{f.suffix} ct state != related meta l4proto tcp "
+            f"{f.header} daddr @vips-{s} ct state != related meta l4proto tcp "
             "reject with tcp reset",
-            f"{f.header} daddr @vips-{f.suffix} ct state != related "
+            f"{f.header} daddr @vips-{s} ct state != related "
             "reject with icmpx type port-unreachable",
         ]
     # Output hooks too: the node's own processes (health checks, host-network pods) reach
-    # VIPs through the same service chains as traffic that arrives from the network.
+    # VIPs through the same chains as traffic that arrives from the network.
     # Numeric priorities: nft accepts the name `dstnat` (-100) for prerouting only. The
     # filter chains run just before DNAT, while the destination is still the VIP.
     for hook in ("prerouting", "output"):
@@ -257,63 +360,53 @@ def _inet_base() -> tuple[NftObject, ...]:
 INET_BASE = _inet_base()
 
 
-def netdev_base(node: NodeContext, nodes: Iterable[tuple[str, IPAddress]]) -> list[NftObject]:
+def other_nodes(node: NodeContext, f: Family) -> list[tuple[str, IPAddress]]:
+    return sorted(
+        (name, address)
+        for name, address in node.node_addresses
+        if name != node.node_name and address.version == f.version
+    )
+
+
+def netdev_base(node: NodeContext) -> list[NftObject]:
+    """The DSR dispatch map, and per other node the set of the slots it owns and the chain
+    that forwards to it."""
     objects = []
     dispatch = []
     for f in FAMILIES:
-        name = f"services-{f.suffix}"
+        s = f.suffix
         objects.append(
-            NftObject(
-                "netdev", Rank.DISPATCH_MAP, "map", name, (f"typeof {dispatch_key(f)} : verdict",)
-            )
+            obj("netdev", Rank.DISPATCH_MAP, "map", f"services-{s}", f"typeof {f.key} : verdict")
         )
-        dispatch.append(f"{dispatch_key(f)} vmap @{name}")
-    for name, address in sorted(set(nodes)):
-        header = "ip" if address.version == 4 else "ip6"
-        objects.append(
-            NftObject(
-                "netdev",
-                Rank.NODE_CHAIN,
-                "chain",
-                node_chain(name, address.version),
-                (f'fwd {header} to {address} device "{node.interface}"',),
-            )
-        )
-    objects.append(
-        NftObject(
-            "netdev",
-            Rank.BASE_CHAIN,
-            "chain",
-            "ingress",
-            (
-                f'type filter hook ingress device "{node.interface}" priority -500; policy accept;',
-                *dispatch,
-            ),
-        )
-    )
+        dispatch.append(f"{f.key} vmap @services-{s}")
+        for name, address in other_nodes(node, f):
+            objects += [
+                obj("netdev", Rank.SET, "set", slots_set(name, f), f"typeof {f.key} . {SLOT_TYPE}"),
+                obj(
+                    "netdev",
+                    Rank.NODE_CHAIN,
+                    "chain",
+                    f"node/{name}/{s}",
+                    f'fwd {f.header} to {address} device "{node.interface}"',
+                ),
+            ]
+    hook = f'type filter hook ingress device "{node.interface}" priority -500; policy accept;'
+    objects.append(obj("netdev", Rank.BASE_CHAIN, "chain", "ingress", hook, *dispatch))
     return objects
 
 
-def node_chain(node: str, version: int) -> str:
-    return f"node/{node}/v{version}"
+def slots_set(node: str, f: Family) -> str:
+    return f"node/{node}/slots-{f.suffix}"
 
 
 # -- one service ------------------------------------------------------------------------
 
 
-def service_prefix(key: str) -> str:
-    return f"svc/{key}"
-
-
 def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules:
-    prefix = service_prefix(service.key)
     backends = usable_backends(service, node.node_name)
-    objects = [NftObject("inet", Rank.COUNTER, "counter", prefix, ())]
-    elements = []
-    filter_rules = [f'counter name "{prefix}"']
-    filter_rules += source_range_rules(service, prefix, objects)
-    nat_rules = []
-    forwards_to: set[tuple[str, IPAddress]] = set()
+    elements: list[Element] = []
+    slots: list[SlotMap] = []
+    chains: dict[str, NftObject] = {}
     masquerade = (
         service.forwarding_mode is ForwardingMode.SNAT
         and service.external_traffic_policy is TrafficPolicy.CLUSTER
@@ -323,121 +416,121 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         and service.external_traffic_policy is TrafficPolicy.CLUSTER
     )
     for f in FAMILIES:
-        if not service.vips_of(f.version):
+        vips = service.vips_of(f.version)
+        if not vips:
             continue
-        family_backends = tuple(b for b in backends if b.version == f.version)
-        elements += dispatch_elements(service, f, bool(family_backends), dsr)
-        if not family_backends:
-            filter_rules += [
-                f"meta nfproto {f.nfproto} ct state new meta l4proto tcp reject with tcp reset",
-                f"meta nfproto {f.nfproto} ct state new reject with icmpx type port-unreachable",
+        s = f.suffix
+        ports = {f"{vip} . {p.protocol} . {p.port}": p for vip in vips for p in service.ports}
+        keys = list(ports)
+        elements += [Element("inet", f"vips-{s}", str(vip)) for vip in vips]
+        elements += [Element("inet", f"services-{s}", key) for key in keys]
+        if service.source_ranges:
+            ranges = collapse(r for r in service.source_ranges if r.version == f.version)
+            # Ranges given for the other family only: nobody of this one is allowed.
+            elements += [Element("inet", f"restricted-{s}", key) for key in keys]
+            elements += [
+                Element("inet", f"allowed-{s}", f"{k} . {r}") for k in keys for r in ranges
             ]
+        family_backends = tuple(b for b in backends if b.version == f.version)
+        if not family_backends:
+            elements += [Element("inet", f"unserved-{s}", key) for key in keys]
             continue
         size = maglev.table_size(len(family_backends), service.maglev_size)
         table = maglev.build(
             [(str(b.address), b.weight) for b in family_backends], node.hash_seed, size
         )
-        backends_map = f"{prefix}/backends-{f.suffix}"
-        objects.append(
-            NftObject(
-                "inet",
-                Rank.DATA_MAP,
-                "map",
-                backends_map,
-                (f"typeof numgen inc mod {size} : {f.header} daddr",),
-                tuple(f"{slot} : {table.owner(slot)}" for slot in range(size)),
-            )
-        )
+        owners = tuple(table.owner(slot) for slot in range(size))
         flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
-        label = f"ct label set {MASQUERADE_LABEL} " if masquerade else ""
-        for port in service.ports:
-            nat_rules.append(
-                f"meta nfproto {f.nfproto} meta l4proto {port.protocol} th dport {port.port} "
-                f"{label}dnat {f.header} to {flow_hash} map @{backends_map} : {port.target_port}"
-            )
+        dnat = dnat_chain(f, service.session_affinity, size, flow_hash, masquerade)
+        chains[dnat.name] = dnat
+        for key, port in ports.items():
+            elements.append(Element("inet", f"dnat-{s}", key, f"goto {dnat.name}"))
+            elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
+            slots.append(SlotMap("inet", f"backends-{s}", key, owners))
         if dsr:
-            owners, targets = owner_objects(service, node, f, table, family_backends, flow_hash)
-            objects += owners
-            forwards_to |= targets
-    filter_rules.append("accept")
-    objects.append(
-        NftObject("inet", Rank.SERVICE_CHAIN, "chain", f"{prefix}/filter", tuple(filter_rules))
-    )
-    if nat_rules:
-        objects.append(
-            NftObject("inet", Rank.SERVICE_CHAIN, "chain", f"{prefix}/nat", tuple(nat_rules))
-        )
+            forward = dsr_chain(node, f, service.session_affinity, size, flow_hash)
+            chains[forward.name] = forward
+            elements += [
+                Element("netdev", f"services-{s}", k, f"goto {forward.name}") for k in keys
+            ]
+            for name, owned in remote_slots(service, node, f, owners, family_backends).items():
+                slots += [
+                    SlotMap("netdev", slots_set(name, f), k, owned, member=True) for k in keys
+                ]
     return ServiceRules(
-        service.key, tuple(objects), tuple(sorted(elements)), tuple(sorted(forwards_to))
+        service.key,
+        tuple(sorted(elements)),
+        tuple(slots),
+        tuple(sorted(chains.values())),
     )
-
-
-def dispatch_elements(
-    service: DataplaneService, f: Family, serving: bool, dsr: bool
-) -> list[Element]:
-    """The service's entries in the shared maps: each VIP, and each VIP . proto . port.
-
-    Without a usable backend only the filter entry exists, so new flows meet the reject.
-    """
-    prefix = service_prefix(service.key)
-    elements = []
-    for vip in service.vips_of(f.version):
-        elements.append(Element("inet", f"vips-{f.suffix}", str(vip)))
-        for port in service.ports:
-            key = f"{vip} . {port.protocol} . {port.port}"
-            elements.append(
-                Element("inet", f"services-{f.suffix}", f"{key} : jump {prefix}/filter")
-            )
-            if serving:
-                elements.append(Element("inet", f"dnat-{f.suffix}", f"{key} : goto {prefix}/nat"))
-            if serving and dsr:
-                dsr_chain = f"{prefix}/dsr-{f.suffix}"
-                elements.append(
-                    Element("netdev", f"services-{f.suffix}", f"{key} : goto {dsr_chain}")
-                )
-    return elements
 
 
 def hash_expression(f: Family, affinity: SessionAffinity, size: int, seed: int) -> str:
-    """The flow hash every node computes identically: the 4-tuple, or the client only."""
-    if affinity is SessionAffinity.CLIENT_IP:
-        fields = f"{f.header} saddr"
-    else:
-        fields = f"{f.header} saddr . th sport . {f.header} daddr . th dport"
+    """The flow hash every node computes identically: the client's address and port, or
+    its address only. Not the 4-tuple: with an IPv6 key in front of it, nft (1.0.6) runs
+    out of registers. The destination is in the key anyway (each service port has its own
+    table)."""
+    fields = f"{f.header} saddr"
+    if affinity is SessionAffinity.NONE:
+        fields += " . th sport"
     return f"jhash {fields} mod {size} seed 0x{seed:08x}"
 
 
-def source_range_rules(
-    service: DataplaneService, prefix: str, objects: list[NftObject]
-) -> list[str]:
-    """Drop clients outside loadBalancerSourceRanges, per family; adds the range sets."""
-    if not service.source_ranges:
-        return []
-    rules = []
-    for f in FAMILIES:
-        if not service.vips_of(f.version):
-            continue
-        ranges = collapse(r for r in service.source_ranges if r.version == f.version)
-        if not ranges:
-            # Ranges were given for the other family only: nobody of this one is allowed.
-            rules.append(f"meta nfproto {f.nfproto} drop")
-            continue
-        name = f"{prefix}/sources-{f.suffix}"
-        objects.append(
-            NftObject(
-                "inet",
-                Rank.SET,
-                "set",
-                name,
-                (
-                    f"typeof {f.header} saddr",
-                    "flags interval",
-                ),
-                tuple(str(r) for r in ranges),
+def variant(f: Family, affinity: SessionAffinity, size: int) -> str:
+    return f"{f.suffix}-{size}-{'client' if affinity is SessionAffinity.CLIENT_IP else 'flow'}"
+
+
+def dnat_chain(
+    f: Family, affinity: SessionAffinity, size: int, flow_hash: str, masquerade: bool
+) -> NftObject:
+    """DNAT through the Maglev table of the flow's service port, shared by every service
+    with the same table size, hash and masquerade choice."""
+    label = f"ct label set {MASQUERADE_LABEL} " if masquerade else ""
+    return obj(
+        "inet",
+        Rank.LOOKUP_CHAIN,
+        "chain",
+        f"dnat-{variant(f, affinity, size)}{'-masquerade' if masquerade else ''}",
+        f"{label}dnat {f.header} to {f.key} . {flow_hash} map @backends-{f.suffix} "
+        f": {f.key} map @ports-{f.suffix}",
+    )
+
+
+def dsr_chain(
+    node: NodeContext, f: Family, affinity: SessionAffinity, size: int, flow_hash: str
+) -> NftObject:
+    """DSR: a flow whose slot another node owns goes to that node. One set per node rather
+    than one verdict map: nft 1.0.6 cannot compile a verdict-map lookup of an IPv6 key
+    concatenated with a hash (register allocation), but it can a set lookup."""
+    rules = [
+        f"meta protocol {f.header} {f.key} . {flow_hash} @{slots_set(name, f)} "
+        f"goto node/{name}/{f.suffix}"
+        for name, _ in other_nodes(node, f)
+    ]
+    return obj("netdev", Rank.LOOKUP_CHAIN, "chain", f"dsr-{variant(f, affinity, size)}", *rules)
+
+
+def remote_slots(
+    service: DataplaneService,
+    node: NodeContext,
+    f: Family,
+    owners: Sequence[str],
+    backends: Sequence[Backend],
+) -> dict[str, tuple[str, ...]]:
+    """DSR: per other node with backends, the slots it owns (the others empty). Local slots
+    belong to no set and continue to the inet chains."""
+    if node.interface is None:
+        raise RenderError(f"service {service.key}: DSR needs the node's uplink interface")
+    node_of = {str(b.address): b.node for b in backends}
+    result = {}
+    for name in sorted(set(node_of.values()) - {node.node_name}):
+        if node.address_of(name, f.version) is None:
+            raise RenderError(
+                f"service {service.key}: DSR backend on node {name!r} but that node has "
+                f"no IPv{f.version} address in the node context"
             )
-        )
-        rules.append(f"meta nfproto {f.nfproto} {f.header} saddr != @{name} drop")
-    return rules
+        result[name] = tuple(o if node_of[o] == name else "" for o in owners)
+    return result
 
 
 def collapse(ranges: Iterable[IPNetwork]) -> list[IPNetwork]:
@@ -445,49 +538,3 @@ def collapse(ranges: Iterable[IPNetwork]) -> list[IPNetwork]:
     v4 = [r for r in ranges if isinstance(r, ipaddress.IPv4Network)]
     v6 = [r for r in ranges if isinstance(r, ipaddress.IPv6Network)]
     return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
-
-
-def owner_objects(
-    service: DataplaneService,
-    node: NodeContext,
-    f: Family,
-    table: maglev.MaglevTable,
-    backends: Sequence[Backend],
-    flow_hash: str,
-) -> tuple[list[NftObject], set[tuple[str, IPAddress]]]:
-    """DSR: which node owns each Maglev slot. Local slots continue to the nat chain."""
-    if node.interface is None:
-        raise RenderError(f"service {service.key}: DSR needs the node's uplink interface")
-    prefix = service_prefix(service.key)
-    node_of = {str(b.address): b.node for b in backends}
-    verdicts = []
-    targets = set()
-    for slot in range(table.size):
-        owner = node_of[table.owner(slot)]
-        if owner == node.node_name:
-            verdicts.append(f"{slot} : accept")
-            continue
-        address = node.address_of(owner, f.version)
-        if address is None:
-            raise RenderError(
-                f"service {service.key}: DSR backend on node {owner!r} but that node has "
-                f"no IPv{f.version} address in the node context"
-            )
-        targets.add((owner, address))
-        verdicts.append(f"{slot} : goto {node_chain(owner, f.version)}")
-    owners = NftObject(
-        "netdev",
-        Rank.VERDICT_MAP,
-        "map",
-        f"{prefix}/owners-{f.suffix}",
-        (f"typeof numgen inc mod {table.size} : verdict",),
-        tuple(verdicts),
-    )
-    chain = NftObject(
-        "netdev",
-        Rank.SERVICE_CHAIN,
-        "chain",
-        f"{prefix}/dsr-{f.suffix}",
-        (f"meta protocol {f.header} {flow_hash} vmap @{prefix}/owners-{f.suffix}",),
-    )
-    return [owners, chain], targets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 from collections.abc import Sequence
@@ -10,9 +11,18 @@ from ipaddress import ip_address
 import pytest
 from scenarios import NODE, SCENARIOS, THREE, web
 
-from herald.dataplane.apply import ApplyError, Counter, Datapath, Nft, service_change
-from herald.dataplane.model import Backend
-from herald.dataplane.render import render_service
+from herald.dataplane.apply import (
+    ApplyError,
+    Counter,
+    Datapath,
+    Nft,
+    add_elements,
+    element_changes,
+    remove_elements,
+    resync_scripts,
+)
+from herald.dataplane.model import Backend, ForwardingMode
+from herald.dataplane.render import ServiceRules, render, render_service
 
 
 class FakeNft:
@@ -48,46 +58,85 @@ def test_first_sync_replaces_both_tables_whole() -> None:
     assert "delete table netdev herald" in script
 
 
-def test_new_service_adds_its_objects_and_elements() -> None:
-    script = service_change(None, render_service(web(), NODE), set())
-    assert "chain svc/default/web/nat {" in script
-    assert "add element inet herald services-v4 { 203.0.113.10 . tcp . 80 : jump" in script
+def change(old: ServiceRules | None, new: ServiceRules | None, users: object = ()) -> str:
+    deletions, additions = element_changes([(old, new)], collections.Counter(users))  # type: ignore[arg-type]
+    return remove_elements(deletions) + add_elements(additions)
+
+
+def test_new_service_adds_only_elements() -> None:
+    script = change(None, render_service(web(), NODE))
+    assert "add element inet herald services-v4 { 203.0.113.10 . tcp . 80 }" in script
+    assert (
+        "add element inet herald dnat-v4 { 203.0.113.10 . tcp . 80 : goto dnat-v4-509-flow-"
+        in script
+    )
+    assert "203.0.113.10 . tcp . 80 . 508 : " in script, "every Maglev slot"
     assert "delete" not in script
+    assert all(line.startswith("add element") for line in script.splitlines())
 
 
-def test_removed_service_deletes_referrers_first_and_keeps_shared_vips() -> None:
+def test_removed_service_deletes_its_elements_and_keeps_shared_vips() -> None:
     web_rules = render_service(web(), NODE)
     mail_rules = render_service(SCENARIOS["shared_vip"][1], NODE)
-    script = service_change(web_rules, None, set(mail_rules.elements))
+    script = change(web_rules, None, [*web_rules.elements, *mail_rules.elements])
     lines = script.splitlines()
     assert "delete element inet herald services-v4 { 203.0.113.10 . tcp . 80 }" in lines
     assert not any("vips-v4" in line for line in lines), "mail still uses the VIP"
-    assert lines.index("delete chain inet herald svc/default/web/nat") < lines.index(
-        "delete map inet herald svc/default/web/backends-v4"
-    )
-    assert "delete counter inet herald svc/default/web" in lines
+    assert all(line.startswith("delete element") for line in lines)
+    assert "203.0.113.10 . tcp . 80 . 508" in script
 
 
-def test_changed_backends_flush_and_refill_without_touching_the_counter() -> None:
-    old = render_service(web(), NODE)
-    moved = Backend(ip_address("198.18.2.9"), "n2")
-    new = render_service(web(backends=(*THREE[:2], moved)), NODE)
-    script = service_change(old, new, set())
-    assert "flush map inet herald svc/default/web/backends-v4" in script
-    assert "counter svc/default/web" not in script
-    assert "element inet herald services" not in script, "dispatch is unchanged"
+def test_changed_backends_rewrite_only_the_moved_slots() -> None:
+    four = (*THREE, Backend(ip_address("198.18.2.3"), "n2"))
+    old = render_service(web(backends=four), NODE)
+    new = render_service(web(backends=THREE), NODE)  # the same table size, 509
+    deletions, additions = element_changes([(old, new)], collections.Counter(old.elements))
+    assert {e.container for e in (*deletions, *additions)} == {"backends-v4"}
+    assert {e.key for e in deletions} == {e.key for e in additions}
+    assert "198.18.2.3" not in {e.value for e in additions}
+    assert len(additions) < 509 * (1 / 4 + 0.08), "only the slots that changed owner"
 
 
-def test_changed_table_size_recreates_the_map() -> None:
+def test_changed_table_size_replaces_the_slots_and_the_dnat_chain() -> None:
     old = render_service(web(), NODE)
     new = render_service(web(maglev_size=1021), NODE)
-    script = service_change(old, new, set())
-    assert "delete map inet herald svc/default/web/backends-v4" in script
-    assert "flush chain inet herald svc/default/web/nat" in script
+    deletions, additions = element_changes([(old, new)], collections.Counter(old.elements))
+    assert sum(e.container == "backends-v4" for e in deletions) == 509
+    assert sum(e.container == "backends-v4" for e in additions) == 1021
+    assert [e.value for e in additions if e.container == "dnat-v4"] == [
+        "goto dnat-v4-1021-flow-masquerade"
+    ]
+
+
+def test_one_transaction_for_all_changed_services() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    dp.sync([web()])
+    others = [web(key=f"default/o{i}", vips=(ip_address(f"203.0.113.{20 + i}"),)) for i in range(3)]
+    dp.sync([web(), *others])
+    assert len(fake.scripts) == 2
+    assert all(f"203.0.113.{20 + i} . tcp . 80" in fake.scripts[1] for i in range(3))
+
+
+def test_a_key_moving_between_services_in_one_sync_is_deleted_before_it_is_added() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    dp.sync([web(key="default/zzz")])
+    dp.sync([web(key="default/aaa", backends=THREE[:1])])
+    (script,) = [s for s in fake.scripts[1:] if " element " in s]
+    lines = script.splitlines()
+    verbs = [line.split()[0] for line in lines]
+    assert verbs == sorted(verbs, key=lambda verb: verb != "delete"), "deletions first"
+    assert "delete" in verbs
+
+
+def test_named_objects_do_not_grow_with_services() -> None:
+    services = [web(key=f"default/s{i}", vips=(ip_address(f"203.0.113.{i}"),)) for i in range(20)]
+    assert render(services[:1], NODE).base == render(services, NODE).base
 
 
 def test_refused_service_is_named_and_others_still_apply() -> None:
-    fake = FakeNft(refuse="svc/default/bad")
+    fake = FakeNft(refuse="203.0.113.11")
     dp = datapath(fake)
     dp.sync([web()])
     bad = web(key="default/bad", vips=(ip_address("203.0.113.11"),))
@@ -99,7 +148,7 @@ def test_refused_service_is_named_and_others_still_apply() -> None:
 
 
 def test_refused_resync_is_checked_service_by_service() -> None:
-    fake = FakeNft(refuse="svc/default/bad")
+    fake = FakeNft(refuse="203.0.113.11")
     bad = web(key="default/bad", vips=(ip_address("203.0.113.11"),))
     with pytest.raises(ApplyError, match="default/bad"):
         datapath(fake).resync([web(), bad])
@@ -113,22 +162,45 @@ def test_unchanged_services_cost_no_transaction() -> None:
     assert len(fake.scripts) == 1
 
 
-def test_counters_are_read_per_service() -> None:
-    listing = {
+def counted(key: list[object], packets: int, size: int) -> dict[str, object]:
+    return {"elem": {"val": {"concat": key}, "counter": {"packets": packets, "bytes": size}}}
+
+
+def set_listing(*elements: dict[str, object]) -> dict[str, object]:
+    return {
         "nftables": [
             {"metainfo": {"version": "1.0.6"}},
-            {"counter": {"name": "svc/default/web", "packets": 7, "bytes": 420}},
-            {"counter": {"name": "not-herald", "packets": 1, "bytes": 1}},
+            {"set": {"name": "services-v4", "elem": list(elements)}},
         ]
     }
-    assert datapath(FakeNft(listing=listing)).counters() == {"default/web": Counter(7, 420)}
+
+
+def test_counters_are_summed_per_service() -> None:
+    fake = FakeNft(listing=set_listing(counted(["203.0.113.10", "tcp", 80], 7, 420)))
+    dp = datapath(fake)
+    dp.sync([web(), web(key="default/idle", vips=(ip_address("203.0.113.99"),))])
+    counters = dp.counters()
+    assert counters["default/web"] == Counter(7, 420)
+    assert counters["default/idle"] == Counter(0, 0)
 
 
 def test_resync_keeps_counter_values() -> None:
-    listing = {"nftables": [{"counter": {"name": "svc/default/web", "packets": 7, "bytes": 9}}]}
-    fake = FakeNft(listing=listing)
+    fake = FakeNft(listing=set_listing(counted(["203.0.113.10", "tcp", 80], 7, 9)))
     datapath(fake).resync([web()])
-    assert "packets 7 bytes 9" in fake.scripts[0]
+    assert "203.0.113.10 . tcp . 80 counter packets 7 bytes 9" in fake.scripts[0]
+
+
+def test_a_large_resync_fills_slots_in_chunks_and_opens_services_last() -> None:
+    services = [web(key=f"default/s{i}", vips=(ip_address(f"203.0.113.{i}"),)) for i in range(4)]
+    scripts = resync_scripts(render(services, NODE), {}, chunk=600)
+    assert len(scripts) == 1 + 4 * 509 // 600 + 1 + 1
+    first, *slots, last = scripts
+    assert first.startswith("table inet herald {}\ndelete table inet herald\n")
+    assert "goto dnat-" not in first, "no service is entered before its slots exist"
+    assert "203.0.113.3 . tcp . 80" in first.split("set unserved-v4")[1].split("}")[0]
+    assert all(s.count(" : ") <= 600 and "delete" not in s for s in slots)
+    assert last.startswith("delete element inet herald unserved-v4 {")
+    assert "add element inet herald dnat-v4 {" in last
 
 
 def test_sync_keeps_a_vip_another_service_still_uses() -> None:
@@ -150,3 +222,31 @@ def test_resync_applies_the_others_and_names_a_conflicting_service() -> None:
     assert caught.value.services == ("default/zzz",)
     assert "svc/default/zzz" not in fake.scripts[0]
     assert list(dp.services) == ["default/web"]
+
+
+def test_a_service_refused_for_a_clash_is_applied_once_the_holder_goes() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    dsr = web(forwarding_mode=ForwardingMode.DSR)  # claims its key in both tables
+    dp.sync([dsr])
+    with pytest.raises(ApplyError, match="default/zzz"):
+        dp.sync([dsr, web(key="default/zzz")])
+    dp.sync([web(key="default/zzz")])
+    assert list(dp.services) == ["default/zzz"]
+    assert dp.conflicts == {}
+
+
+def test_a_changed_service_does_not_take_a_key_from_an_unchanged_one() -> None:
+    dp = datapath(FakeNft())
+    other = web(key="default/zzz", vips=(ip_address("203.0.113.11"),))
+    dp.sync([web(key="default/aaa", vips=(ip_address("203.0.113.12"),)), other])
+    with pytest.raises(ApplyError, match="default/aaa"):
+        dp.sync([web(key="default/aaa", vips=(ip_address("203.0.113.11"),)), other])
+    assert list(dp.services) == ["default/zzz"]
+
+
+def test_a_dsr_service_is_counted_once() -> None:
+    fake = FakeNft(listing=set_listing(counted(["203.0.113.10", "tcp", 80], 7, 420)))
+    dp = datapath(fake)
+    dp.sync([web(forwarding_mode=ForwardingMode.DSR)])
+    assert dp.counters() == {"default/web": Counter(7, 420)}
