@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import struct
@@ -42,6 +43,7 @@ TX_V4, RX_V4 = "192.0.2.21", "192.0.2.1"
 TX_V6, RX_V6 = "2001:db8:2::21", "2001:db8:2::1"
 TX_AS, RX_AS = 4200000000, 64512
 POLL = 0.05
+LOG_LEVEL = os.environ.get("HERALD_LOG", "WARNING")  # DEBUG to see what herald does
 COUNT_POLL = 0.25  # polling a receiver's table costs it CPU: not too often
 
 
@@ -123,7 +125,7 @@ def start_announcer(kind: str, lab: Lab, prefixes: list[str], work: Path) -> Any
         speaker = HeraldSpeaker(
             lab, "tx",
             ["--local-as", str(TX_AS), "--router-id", TX_V4, "--peer", f"{RX_V4}:{RX_AS}",
-             "--connect-retry", "1", "--file", str(routes), "--log-level", "WARNING"],
+             "--connect-retry", "1", "--file", str(routes), "--log-level", LOG_LEVEL],
             work, HERALD,
         )  # fmt: skip
         speaker.start()
@@ -256,6 +258,31 @@ def receive(kind: str, n: int) -> dict[str, Any]:
     return result
 
 
+def repeated(
+    measure: Callable[[str, int], dict[str, Any]], kind: str, n: int, times: int
+) -> dict[str, Any]:
+    """The run with the median time of `times` runs (the speakers interleave with other
+    load on a shared machine), and every run's seconds."""
+    runs = []
+    for _ in range(times):
+        try:
+            runs.append(measure(kind, n))
+        except TimeoutError as e:
+            return {"error": f"timed out: {e}"}
+    runs.sort(key=lambda r: float(r["seconds"]))
+    return {**runs[len(runs) // 2], "all_seconds": [r["seconds"] for r in runs]}
+
+
+def ratios(table: dict[str, Any]) -> dict[str, float]:
+    """How many times longer each speaker took than herald (above 1: herald was faster)."""
+    base = table["herald"].get("seconds")
+    return {
+        kind: round(float(r["seconds"]) / base, 2)
+        for kind, r in table.items()
+        if kind != "herald" and "seconds" in r and base
+    }
+
+
 def main() -> None:
     # SIGTERM (a timeout) unwinds like Ctrl-C, so every lab is torn down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -264,6 +291,7 @@ def main() -> None:
     parser.add_argument("--receive", default="1000000")
     parser.add_argument("--speakers", default="herald,gobgp,exabgp")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median counts")
     args = parser.parse_args()
     speakers = [s for s in args.speakers.split(",") if s]
     results: dict[str, Any] = {
@@ -274,20 +302,17 @@ def main() -> None:
         "announce": {},
         "receive": {},
     }
-    for n in [int(x) for x in args.announce.split(",") if x]:
-        results["announce"][str(n)] = {}
-        for kind in speakers:
-            try:
-                results["announce"][str(n)][kind] = announce(kind, n)
-            except TimeoutError as e:
-                results["announce"][str(n)][kind] = {"error": f"timed out: {e}"}
-    for n in [int(x) for x in args.receive.split(",") if x]:
-        results["receive"][str(n)] = {}
-        for kind in speakers:
-            try:
-                results["receive"][str(n)][kind] = receive(kind, n)
-            except TimeoutError as e:
-                results["receive"][str(n)][kind] = {"error": f"timed out: {e}"}
+    results["repeats"] = args.repeat
+    for name, measure, sizes in (
+        ("announce", announce, args.announce),
+        ("receive", receive, args.receive),
+    ):
+        for n in [int(x) for x in sizes.split(",") if x]:
+            table = results[name][str(n)] = {}
+            for kind in speakers:
+                table[kind] = repeated(measure, kind, n, args.repeat)
+            if "herald" in table:
+                table["ratios_to_herald"] = ratios(table)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json is not None:
