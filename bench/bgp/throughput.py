@@ -45,6 +45,7 @@ TX_AS, RX_AS = 4200000000, 64512
 POLL = 0.05
 LOG_LEVEL = os.environ.get("HERALD_LOG", "WARNING")  # DEBUG to see what herald does
 COUNT_POLL = 0.25  # polling a receiver's table costs it CPU: not too often
+QUIET = 1.0  # seconds without CPU after which a receiver counts as done (GoBGP)
 
 
 def v4_prefixes(n: int) -> list[str]:
@@ -77,6 +78,50 @@ def wait(check: Callable[[], bool], timeout: float, what: str, poll: float = POL
             raise TimeoutError(what)
         time.sleep(poll)
     return time.monotonic()
+
+
+def quiet_then(pid: int, count: Callable[[], int]) -> Callable[[], int]:
+    """`count`, asked only after `pid` has used no CPU for a second; 0 before that."""
+    seen = {"cpu": -1.0, "since": time.monotonic()}
+
+    def counted() -> int:
+        cpu = cpu_seconds(pid)
+        if cpu - seen["cpu"] > 0.02:
+            seen.update(cpu=cpu, since=time.monotonic())
+            return 0
+        if time.monotonic() - seen["since"] < QUIET:
+            return 0
+        return count()
+
+    return counted
+
+
+def window(
+    pid: int,
+    established: Callable[[], bool],
+    done: Callable[[], bool],
+    what: str,
+    poll: float,
+    daemons: list[Any],
+    settle: float = 0.0,
+) -> dict[str, Any]:
+    """Wall time from Established to done, and the CPU the process `pid` spent meanwhile;
+    the daemons are stopped (by PID) whatever happens. `settle` is subtracted from the end:
+    the idle second a quiet_then counter waits before it asks."""
+    try:
+        t0 = wait(established, 300, f"{what}: session", poll=0.005)
+        cpu0 = cpu_seconds(pid)
+        t1 = wait(done, 900, f"{what}: all routes", poll=poll) - settle
+        result = {
+            "seconds": round(t1 - t0, 3),
+            "cpu_seconds": round(cpu_seconds(pid) - cpu0, 3),
+            "peak_rss_mb": round(peak_rss_mb(pid), 1),
+        }
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+    print(f"{what}: {result}", flush=True)
+    return result
 
 
 def topology(lab: Lab) -> None:
@@ -163,20 +208,10 @@ def announce(kind: str, n: int) -> dict[str, Any]:
             work / "bird",
         )  # fmt: skip
         bird.start()
-        try:
-            t0 = wait(lambda: bird.established() == 1, 120, f"{kind}: session", poll=0.005)
-            cpu0 = cpu_seconds(pid)
-            t1 = wait(lambda: bird.route_count("ipv4") >= n, 900, f"{kind}: {n} routes")
-            result = {
-                "seconds": round(t1 - t0, 3),
-                "cpu_seconds": round(cpu_seconds(pid) - cpu0, 3),
-                "peak_rss_mb": round(peak_rss_mb(pid), 1),
-            }
-        finally:
-            bird.stop()
-            speaker.stop()
-    print(f"announce {kind:7} n={n:>7}: {result}", flush=True)
-    return result
+        return window(
+            pid, lambda: bird.established() == 1, lambda: bird.route_count("ipv4") >= n,
+            f"announce {kind:7} n={n:>7}", POLL, [bird, speaker],
+        )  # fmt: skip
 
 
 # --- receive -----------------------------------------------------------------------------
@@ -204,8 +239,10 @@ def start_receiver(kind: str, lab: Lab, work: Path) -> tuple[Any, Callable[[], i
         gobgp = GoBgp(lab, "tx", spec, work)
         gobgp.start()
 
-        # The neighbor's "received" counter lags by seconds; the RIB summary does not.
-        return gobgp, lambda: gobgp.route_count("ipv6")
+        # Every way of asking gobgpd how many routes it holds (RIB summary, neighbor
+        # counters) walks its table, and asking often inflated its time by a third; so we
+        # watch its CPU and ask once it has been idle for a second.
+        return gobgp, quiet_then(gobgp.processes[0].pid, lambda: gobgp.route_count("ipv6"))
     exa = ExaBgp(lab, "tx", spec, work)
     exa.start()
     seen = {"offset": 0, "routes": 0}
@@ -240,22 +277,13 @@ def receive(kind: str, n: int) -> dict[str, Any]:
         wait(lambda: sender.route_count("ipv6") >= n, 600, "the sending BIRD to load")
         receiver, count = start_receiver(kind, lab, work / kind)
         pid = receiver.processes[0].pid
-        try:
-            # The sender's view of Established is the same clock for every receiver (some
-            # receivers report their own state only after they have read the first burst).
-            t0 = wait(lambda: sender.established() == 1, 300, f"{kind}: session", poll=0.005)
-            cpu0 = cpu_seconds(pid)
-            t1 = wait(lambda: count() >= n, 900, f"{kind}: {n} routes", poll=COUNT_POLL)
-            result = {
-                "seconds": round(t1 - t0, 3),
-                "cpu_seconds": round(cpu_seconds(pid) - cpu0, 3),
-                "peak_rss_mb": round(peak_rss_mb(pid), 1),
-            }
-        finally:
-            sender.stop()
-            receiver.stop()
-    print(f"receive {kind:7} n={n:>7}: {result}", flush=True)
-    return result
+        # The sender's view of Established is the same clock for every receiver (some
+        # receivers report their own state only after they have read the first burst).
+        return window(
+            pid, lambda: sender.established() == 1, lambda: count() >= n,
+            f"receive {kind:7} n={n:>7}", COUNT_POLL, [sender, receiver],
+            QUIET if kind == "gobgp" else 0.0,
+        )  # fmt: skip
 
 
 def repeated(

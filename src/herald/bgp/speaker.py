@@ -45,6 +45,7 @@ from herald.bgp.wire import (
     GracefulRestart,
     GracefulRestartFamily,
     MultiProtocol,
+    Open,
     PathAttributes,
     Prefix,
     RouteRefresh,
@@ -502,6 +503,8 @@ def _changes(
     return gone, changed
 
 
-def _graceful_restart(open_message: object) -> GracefulRestart | None:
-    capabilities = getattr(open_message, "capabilities", ())
+def _graceful_restart(open_message: Open | None) -> GracefulRestart | None:
+    if open_message is None:
+        return None
+    capabilities = open_message.capabilities
     return next((c for c in capabilities if isinstance(c, GracefulRestart)), None)
