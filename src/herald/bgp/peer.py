@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 from herald.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, Family
 
@@ -55,7 +55,3 @@ class PeerConfig:
             )
         if self.connect_retry_time <= 0:
             raise ValueError(f"peer {self.address}: connect retry time must be positive")
-
-
-def parse_address(text: str) -> IPAddress:
-    return ip_address(text)

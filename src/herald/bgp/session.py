@@ -45,6 +45,7 @@ from herald.bgp.wire import (
     Framer,
     GracefulRestart,
     Negotiated,
+    Notification,
     Open,
     decode_message,
 )
@@ -445,12 +446,8 @@ class Session:
         self._reschedule()
 
 
-def _notification_text(notification: object) -> str:
-    if notification is None:
-        return "-"
-    code = getattr(notification, "code", "?")
-    subcode = getattr(notification, "subcode", "?")
-    return f"{code}/{subcode}"
+def _notification_text(notification: Notification | None) -> str:
+    return "-" if notification is None else f"{notification.code}/{notification.subcode}"
 
 
 def log_task_failure(task: asyncio.Task[None]) -> None:

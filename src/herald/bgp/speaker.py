@@ -45,6 +45,7 @@ from herald.bgp.wire import (
     GracefulRestart,
     GracefulRestartFamily,
     MultiProtocol,
+    Open,
     PathAttributes,
     Prefix,
     RouteRefresh,
@@ -87,7 +88,7 @@ class _Peer:
     config: PeerConfig
     session: Session
     desired: dict[Network, RouteAttributes] = field(default_factory=dict)
-    sent: dict[Prefix, PathAttributes] = field(default_factory=dict)
+    sent: dict[Family, dict[Prefix, PathAttributes]] = field(default_factory=dict)
     received: dict[Prefix, PathAttributes] = field(default_factory=dict)
     stale: set[Prefix] = field(default_factory=set)
     stale_timer: asyncio.TimerHandle | None = None
@@ -211,18 +212,29 @@ class Speaker:
         state.dirty.set()
 
     def announce(self, peer: IPAddress, prefix: Network, attributes: RouteAttributes) -> None:
+        """One route more (or changed) in `peer`'s desired state."""
         state = self._peer(peer)
-        self.set_routes(peer, {**state.desired, prefix: attributes})
+        state.desired[prefix] = attributes
+        state.dirty.set()
 
     def withdraw(self, peer: IPAddress, prefix: Network) -> None:
         state = self._peer(peer)
-        self.set_routes(peer, {n: a for n, a in state.desired.items() if n != prefix})
+        state.desired.pop(prefix, None)
+        state.dirty.set()
+
+    def request_refresh(self, peer: IPAddress, family: Family) -> bool:
+        """Ask `peer` to send its routes of `family` again (RFC 2918); False if not up."""
+        session = self._peer(peer).session
+        negotiated = session.negotiated
+        if negotiated is None or family not in negotiated.families:
+            return False
+        return session.send_frames([RouteRefresh(family).encode(negotiated)])
 
     def received_routes(self, peer: IPAddress) -> dict[Prefix, PathAttributes]:
         return dict(self._peer(peer).received)
 
     def advertised_routes(self, peer: IPAddress) -> dict[Prefix, PathAttributes]:
-        return dict(self._peer(peer).sent)
+        return {p: a for table in self._peer(peer).sent.values() for p, a in table.items()}
 
     async def wait_synced(self, peer: IPAddress) -> None:
         """Until every desired route of an established `peer` has been written out."""
@@ -231,7 +243,8 @@ class Speaker:
             await asyncio.sleep(0.01)
 
     def _in_sync(self, peer: _Peer) -> bool:
-        return peer.session.state is State.ESTABLISHED and len(peer.sent) == len(peer.desired)
+        advertised = sum(len(table) for table in peer.sent.values())
+        return peer.session.state is State.ESTABLISHED and advertised == len(peer.desired)
 
     def _peer(self, address: IPAddress) -> _Peer:
         try:
@@ -251,7 +264,7 @@ class Speaker:
                 uptime=now - p.established_at if p.established_at is not None else None,
                 received_prefixes=len(p.received),
                 stale_prefixes=len(p.stale),
-                advertised_prefixes=len(p.sent),
+                advertised_prefixes=sum(len(table) for table in p.sent.values()),
                 messages_in=p.session.messages_in,
                 messages_out=p.session.messages_out,
                 last_down=p.session.last_down.reason if p.session.last_down else None,
@@ -304,9 +317,7 @@ class Speaker:
         if isinstance(message, RouteRefresh):
             # RFC 2918: re-send the whole Adj-RIB-Out of that family.
             log.info("event=route_refresh peer=%s family=%s", session.key, message.family)
-            peer.sent = {
-                p: a for p, a in peer.sent.items() if family_of(p.network) != message.family
-            }
+            peer.sent.pop(message.family, None)
             peer.dirty.set()
             return
         for treatment in deliver.treatments:
@@ -433,29 +444,20 @@ class Speaker:
             local = session.local_address
             if negotiated is None or local is None:
                 continue
-            context = self._export_context(peer, local)
-            desired = self._exported(peer, context, negotiated.families)
+            desired = self._exported(peer, self._export_context(peer, local), negotiated.families)
             updates: list[Update] = []
-            for family in sorted(negotiated.families):
-                gone = [p for p in peer.sent if p not in desired and family_of(p.network) == family]
-                changed = {
-                    p: a
-                    for p, a in desired.items()
-                    if family_of(p.network) == family and peer.sent.get(p) != a
-                }
+            for family, table in sorted(desired.items()):
+                gone, changed = _changes(table, peer.sent.get(family, {}))
                 updates += withdrawals(gone, family, negotiated)
                 updates += announcements(changed, family, negotiated)
-            for family in sorted(peer.end_of_rib_pending):
-                updates.append(Update.end_of_rib(family))
+            updates += [Update.end_of_rib(f) for f in sorted(peer.end_of_rib_pending)]
             peer.end_of_rib_pending.clear()
-            if not updates:
-                continue
-            if not session.send_frames(encode_all(updates, negotiated)):
+            if not updates or not session.send_frames(encode_all(updates, negotiated)):
                 continue
             peer.sent = desired
             log.info(
                 "event=updates_sent peer=%s messages=%d advertised=%d",
-                peer.config.address, len(updates), len(desired),
+                peer.config.address, len(updates), sum(len(t) for t in desired.values()),
             )  # fmt: skip
             await session.drain()
 
@@ -467,21 +469,42 @@ class Speaker:
 
     def _exported(
         self, peer: _Peer, context: ExportContext, families: Iterable[Family]
-    ) -> dict[Prefix, PathAttributes]:
-        wanted = set(families)
-        memo: dict[tuple[RouteAttributes, Family], PathAttributes] = {}
-        out: dict[Prefix, PathAttributes] = {}
+    ) -> dict[Family, dict[Prefix, PathAttributes]]:
+        """The desired routes as this session's peer must receive them, per family."""
+        out: dict[Family, dict[Prefix, PathAttributes]] = {f: {} for f in families}
+        # Routes share RouteAttributes objects, and peer.desired keeps them alive while this
+        # runs: memoising by identity avoids hashing a dataclass per route.
+        memo: dict[tuple[int, Family], PathAttributes] = {}
         for network, route in peer.desired.items():
             family = family_of(network)
-            if family not in wanted:
+            table = out.get(family)
+            if table is None:
                 continue
-            key = (route, family)
-            if key not in memo:
-                memo[key] = export_attributes(route, family, context)
-            out[Prefix(network)] = memo[key]
+            key = (id(route), family)
+            attributes = memo.get(key)
+            if attributes is None:
+                attributes = memo[key] = export_attributes(route, family, context)
+            table[Prefix(network)] = attributes
         return out
 
 
-def _graceful_restart(open_message: object) -> GracefulRestart | None:
-    capabilities = getattr(open_message, "capabilities", ())
+def _changes(
+    desired: dict[Prefix, PathAttributes], sent: dict[Prefix, PathAttributes]
+) -> tuple[list[Prefix], dict[Prefix, PathAttributes]]:
+    """Adj-RIB-Out diff of one family: prefixes to withdraw, routes to (re)announce."""
+    if not sent:
+        return [], desired
+    gone = [p for p in sent if p not in desired]
+    changed = {}
+    for prefix, attributes in desired.items():
+        old = sent.get(prefix)
+        if old is not attributes and old != attributes:
+            changed[prefix] = attributes
+    return gone, changed
+
+
+def _graceful_restart(open_message: Open | None) -> GracefulRestart | None:
+    if open_message is None:
+        return None
+    capabilities = open_message.capabilities
     return next((c for c in capabilities if isinstance(c, GracefulRestart)), None)

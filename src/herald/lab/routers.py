@@ -43,6 +43,7 @@ class RouterSpec:
     restart_time: int = 30
     announce: tuple[str, ...] = ()  # prefixes the router itself originates
     next_hop: str | None = None  # next hop of announced IPv4 prefixes (GoBGP, ExaBGP)
+    fib: bool = True  # install received routes in the kernel (BIRD; FRR always does)
 
 
 @dataclass(frozen=True)
@@ -273,16 +274,19 @@ class Bird(_Daemon):
 
     def config(self) -> str:
         s = self.spec
-        out = [
-            f"router id {s.router_id};",
-            "protocol device {}",
-            "protocol direct { ipv4; ipv6; }",
-            "protocol kernel { ipv4 { export all; import none; }; merge paths on; }",
-            "protocol kernel { ipv6 { export all; import none; }; merge paths on; }",
-        ]
-        if s.announce:
-            v4 = " ".join(f"route {p} unreachable;" for p in s.announce if ":" not in p)
-            out.append(f"protocol static announced {{ ipv4; {v4} }}")
+        out = [f"router id {s.router_id};", "protocol device {}"]
+        if s.fib:
+            out += [
+                "protocol direct { ipv4; ipv6; }",
+                "protocol kernel { ipv4 { export all; import none; }; merge paths on; }",
+                "protocol kernel { ipv6 { export all; import none; }; merge paths on; }",
+            ]
+        for family, v6 in (("ipv4", False), ("ipv6", True)):
+            routes = "\n".join(f"route {p} unreachable;" for p in s.announce if (":" in p) == v6)
+            if routes:
+                out.append(f"protocol static announced_{family} {{ {family};\n{routes}\n}}")
+        # Routes we originate need our address as next hop; received ones keep theirs.
+        hop = "next hop self" if s.announce else "next hop keep"
         for index, n in enumerate(s.neighbors):
             options = [
                 f"local as {s.asn};",
@@ -295,8 +299,8 @@ class Bird(_Daemon):
                 f'password "{n.password}";' if n.password else "",
                 f"source address {n.local_address};" if n.local_address else "",
                 "graceful restart on;" if s.graceful_restart else "",
-                "ipv4 { import all; export all; next hop keep; extended next hop on; };",
-                "ipv6 { import all; export all; next hop keep; };" if n.ipv6 else "",
+                f"ipv4 {{ import all; export all; {hop}; extended next hop on; }};",
+                f"ipv6 {{ import all; export all; {hop}; }};" if n.ipv6 else "",
             ]
             body = " ".join(o for o in options if o)
             out.append(f"protocol bgp peer{index} {{ {body} }}")

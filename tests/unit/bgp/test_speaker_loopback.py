@@ -17,7 +17,7 @@ from herald.bgp.fsm import State
 from herald.bgp.peer import PeerConfig
 from herald.bgp.session import retry_delay
 from herald.bgp.speaker import Speaker
-from herald.bgp.wire import LargeCommunity, Prefix
+from herald.bgp.wire import IPV4_UNICAST, LargeCommunity, Prefix
 
 A, B = IPv4Address("127.0.0.1"), IPv4Address("127.0.0.2")
 A_ID, B_ID = IPv4Address("192.0.2.21"), IPv4Address("192.0.2.1")
@@ -233,3 +233,18 @@ def test_gtsm_accepts_ttl_255_and_drops_a_peer_that_does_not_send_it() -> None:
 
     # a sends with an ordinary multihop TTL of 64; b wants 255.
     run(pair(bad, a_as=64513, a_peer={"ebgp_multihop": 64}, b_peer=gtsm))
+
+
+def test_route_refresh_is_answered_with_the_adj_rib_out() -> None:
+    async def body(a: Speaker, b: Speaker) -> None:
+        a.set_routes(B, ROUTES)
+        await until(lambda: len(b.received_routes(A)) == 3)
+        before = b.status()[0].messages_in
+        assert b.request_refresh(A, IPV4_UNICAST)
+        # The two IPv4 routes (one UPDATE per attribute set) come again; IPv6 does not.
+        await until(lambda: b.status()[0].messages_in >= before + 2)
+        await asyncio.sleep(0.2)
+        assert b.status()[0].messages_in == before + 2
+        assert len(b.received_routes(A)) == 3
+
+    run(pair(body))

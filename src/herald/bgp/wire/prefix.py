@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Network, IPv6Network
 
 from herald.bgp.wire.errors import CodecError
 from herald.bgp.wire.negotiated import Afi
@@ -65,9 +65,13 @@ def decode_prefixes(
     return tuple(out)
 
 
+# From an integer, not an address object: ipaddress builds a network from an address by
+# way of its text form, which made decoding a million prefixes several times slower.
+
+
 def _ipv4(packed: bytes, length: int) -> Network:
-    return IPv4Network((IPv4Address(packed), length), strict=False)
+    return IPv4Network((int.from_bytes(packed, "big"), length), strict=False)
 
 
 def _ipv6(packed: bytes, length: int) -> Network:
-    return IPv6Network((IPv6Address(packed), length), strict=False)
+    return IPv6Network((int.from_bytes(packed, "big"), length), strict=False)
