@@ -14,13 +14,13 @@ from herald.lab.topology import node_manifests, seed_topology
 from .test_plan import endpoints, state
 
 ROOT = Path(__file__).resolve().parents[3]
-L2_STATUS = {"default/web1-lb": "192.0.2.200"}
+L2_STATUS = {"default/web1-l2": "192.0.2.200"}
 
 
 def l2_files() -> dict[str, str]:
     files = {str(p): p.read_text() for p in sorted((ROOT / "examples" / "l2-seed").glob("*.yaml"))}
     files["nodes.yaml"] = node_manifests(seed_topology())
-    files["eps.yaml"] = endpoints("web1-lb", [("198.18.1.10", "k8s-worker1", True)])
+    files["eps.yaml"] = endpoints("web1-l2", [("198.18.1.10", "k8s-worker1", True)])
     return files
 
 
