@@ -22,6 +22,44 @@ from herald.lab.topology import Topology
 
 Kind = Literal["agent", "link"]
 INTERVAL = 0.01
+FAILOVER_SERVICE = "default/web-failover"
+
+# A Service whose one pod runs on k8s-worker1 (the lab kubelet puts pod 0 there) and whose
+# IP only the other nodes may own. Cutting an owner's link then cuts no backend: failed
+# requests measure the L2 failover only, not a lost pod (which the lab's kubelet, like a
+# real one within its grace period, would still list as ready).
+FAILOVER_MANIFESTS = """\
+apiVersion: herald.io/v1alpha1
+kind: L2AnnouncementPolicy
+metadata: {name: failover}
+spec:
+  serviceSelector: {matchLabels: {failover: "yes"}}
+  nodeSelector:
+    matchExpressions:
+      - {key: kubernetes.io/hostname, operator: NotIn, values: [k8s-worker1]}
+  interfaces: ["^eth[0-9]+$"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-failover, namespace: default, labels: {failover: "yes"}}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: herald.io/l2
+  selector: {app: web-failover}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-failover, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web-failover}}
+  template:
+    metadata: {labels: {app: web-failover}}
+    spec:
+      containers:
+        - {name: web, image: herald-lab/echo, ports: [{containerPort: 8080}]}
+"""
 
 
 def owners(vip: str) -> list[str]:
@@ -37,6 +75,18 @@ def owner_of(vip: str, timeout: float = 20.0, other_than: str | None = None) -> 
 
     owner: str = cluster.wait_until(single, timeout, f"one owner of {vip}")
     return owner
+
+
+def all_live(count: int) -> bool:
+    """`count` agents answer, and each one running L2 hears every L2 member."""
+    agents = query_all(DEFAULT_STATUS_DIR)
+    l2 = [agent["l2"] for agent in agents if agent.get("l2")]
+    return (
+        len(agents) == count
+        and not any("error" in agent for agent in agents)
+        and bool(l2)
+        and all(len(status["live"]) == len(status["members"]) for status in l2)
+    )
 
 
 def mac_of(node: str, interface: str = "eth0") -> str:

@@ -77,7 +77,8 @@ async def _request(host: str, port: int, path: str) -> tuple[bool, str | None]:
         return False, None
     try:
         writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        body = await asyncio.wait_for(reader.read(4096), TIMEOUT)
+        # HTTP/1.0: the server closes after the body; headers and body may come apart.
+        body = await asyncio.wait_for(reader.read(), TIMEOUT)
     except (OSError, TimeoutError):
         return False, None
     finally:
