@@ -62,6 +62,7 @@ def rounds(topology: Topology, vip: str, kind: Kind, count: int) -> dict[str, An
     recovered: list[float] = []
     windows: list[float] = []
     failed: list[float] = []
+    control: list[int] = []
     missed = 0
     moves = []
     for index in range(count):  # bounded: `count` failovers
@@ -75,12 +76,14 @@ def rounds(topology: Topology, vip: str, kind: Kind, count: int) -> dict[str, An
             recovered.append(result.recovered_after)
         windows.append(result.failed_window)
         failed.append(result.failed)
+        control.append(result.failed_before)
         after = result.recovered_after
         print(
             f"{kind} {index + 1:2}/{count}: {round_.old} -> {round_.new} recovered "
             f"{'never' if after is None else f'{after * 1000:.0f} ms'}, "
             f"{result.failed}/{result.requests} failed, "
-            f"window {result.failed_window * 1000:.0f} ms",
+            f"window {result.failed_window * 1000:.0f} ms, "
+            f"{result.failed_before} failed before the death",
             flush=True,
         )
         cluster.wait_until(lambda: all_live(len(topology.nodes)), 60, "every agent live again")
@@ -94,6 +97,8 @@ def rounds(topology: Topology, vip: str, kind: Kind, count: int) -> dict[str, An
             "p50": statistics.median(failed),
             "max": max(failed),
         },
+        # Requests that failed in the 0.5 s before the death: the control.
+        "failed_before_death": sum(control),
         "moves": moves,
     }
 

@@ -45,6 +45,8 @@ class Failover:
     failed: int
     failed_window: float
     requests: int
+    # The control: requests started before `since` that failed (none expected).
+    failed_before: int = 0
 
 
 def failover(samples: Sequence[Sample], since: float, new_owner: Collection[str]) -> Failover:
@@ -63,6 +65,7 @@ def failover(samples: Sequence[Sample], since: float, new_owner: Collection[str]
         failed=len(failures),
         failed_window=window,
         requests=len(after),
+        failed_before=sum(1 for s in samples if s.start < since and not s.ok),
     )
 
 
