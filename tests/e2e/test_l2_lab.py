@@ -30,7 +30,6 @@ from herald.lab.failover import (
     owners,
     restore,
 )
-from herald.lab.netns import namespaces
 from herald.lab.topology import Topology
 
 pytestmark = pytest.mark.netns
@@ -117,16 +116,7 @@ def l2_lab() -> Iterator[Topology]:
     finally:
         state = cluster.read_state()
         cluster.down()
-        assert not [n for n in namespaces() if n.startswith(cluster.PREFIX)]
-        for pid in state.get("pids", []) + list(state.get("agents", {}).values()):
-            assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"process {pid} left"
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
+        assert cluster.leftovers(state) == []
 
 
 def curl(vip: str, port: int = 80, host: str = "client1") -> str:

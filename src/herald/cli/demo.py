@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from herald.cli.lab import mode_option
 from herald.lab.demo import run_demo
 from herald.lab.demo_l2 import run_l2_demo
 from herald.lab.netns import LabError
@@ -20,14 +21,7 @@ from herald.lab.netns import LabError
     help="Manifests to apply  [default: examples/seed, examples/l2-seed with --mode l2]",
 )
 @click.option("--router", type=click.Choice(["frr", "bird"]), default="frr", show_default=True)
-@click.option(
-    "--mode",
-    type=click.Choice(["bgp", "l2"]),
-    default="bgp",
-    show_default=True,
-    help="bgp: the router learns one route per node; l2: one node answers ARP for the VIP, "
-    "with a live failover.",
-)
+@mode_option
 def demo(examples: Path | None, router: str, mode: str) -> None:
     """Build the lab, apply the seed manifests, and show the Service reachable (needs
     root). The lab stays up; `herald lab down` removes it."""

@@ -14,6 +14,15 @@ from herald.cli.source_option import manifests_option
 from herald.lab import cluster
 from herald.lab.netns import LabError
 
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(["bgp", "l2"]),
+    default="bgp",
+    show_default=True,
+    help="bgp: clients on their own LAN behind a BGP router, one route per node; l2: "
+    "clients, router and Service IPs on the node segment, one node answers ARP per IP.",
+)
+
 
 @click.group()
 def lab() -> None:
@@ -24,14 +33,7 @@ def lab() -> None:
 @click.option("--router", type=click.Choice(["frr", "bird"]), default="frr", show_default=True)
 @click.option("--nodes", type=click.IntRange(1, 5), default=5, show_default=True,
               help="Number of workers besides k8s-master1.")  # fmt: skip
-@click.option(
-    "--mode",
-    type=click.Choice(["bgp", "l2"]),
-    default="bgp",
-    show_default=True,
-    help="bgp: clients on their own LAN behind a BGP router; l2: clients, router and Service "
-    "IPs on the node segment (apply examples/l2-seed).",
-)
+@mode_option
 @manifests_option
 def up(router: str, nodes: int, mode: str, manifests: Path) -> None:
     """Build the lab: router, clients, k8s-master1 and k8s-worker1..N with pods, controller

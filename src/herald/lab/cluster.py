@@ -97,6 +97,21 @@ def down() -> list[str]:
     return removed
 
 
+def leftovers(state: dict[str, Any]) -> list[str]:
+    """What a lab described by `state` left behind after `down()`: namespaces with the lab's
+    prefix and live processes (zombies are not: they hold nothing)."""
+    left = [f"namespace {n}" for n in namespaces() if n.startswith(PREFIX)]
+    pids = {*state.get("pids", []), *state.get("agents", {}).values()}
+    return left + [f"process {pid}" for pid in sorted(pids) if _running(int(pid))]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 def read_state() -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(STATE.read_text())

@@ -58,13 +58,7 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
     echo(cluster.run_in("router", "ip", "route", "show", vip).rstrip())
     echo(f"-> {len(hops)} next hops: one per node (ECMP)")
 
-    step(echo, f"client1: curl -i http://{vip}/")
-    response = cluster.run_in("client1", "curl", "-s", "-i", "-m", "3", f"http://{vip}/")
-    echo(
-        "\n".join(
-            line for line in response.splitlines() if line.startswith("HTTP/") or "pod=" in line
-        )
-    )
+    show_request(vip, echo)
 
     step(echo, f"client1: {REQUESTS} requests, new connection each")
     script = f"for i in $(seq {REQUESTS}); do curl -s -m 2 http://{vip}/; done"
@@ -103,6 +97,17 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
 
 def step(echo: Echo, title: str) -> None:
     echo(f"\n== {title}")
+
+
+def show_request(vip: str, echo: Echo) -> None:
+    """One request from client1: its status line and the answering pod."""
+    step(echo, f"client1: curl -i http://{vip}/")
+    response = cluster.run_in("client1", "curl", "-s", "-i", "-m", "3", f"http://{vip}/")
+    echo(
+        "\n".join(
+            line for line in response.splitlines() if line.startswith("HTTP/") or "pod=" in line
+        )
+    )
 
 
 def apply_examples(examples: Path, echo: Echo) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from herald.lab import cluster
-from herald.lab.demo import Echo, apply_examples, external_ip, step
+from herald.lab.demo import Echo, apply_examples, external_ip, show_request, step
 from herald.lab.failover import fail_owner, mac_of, neighbour_mac, owner_of
 from herald.lab.netns import run
 
@@ -41,13 +41,7 @@ def run_l2_demo(examples: Path, echo: Echo) -> float:
     mac = mac_of(owner)
     echo(f"-> {owner} answers ARP for {vip}; its eth0 is {mac}")
 
-    step(echo, f"client1: curl -i http://{vip}/")
-    response = cluster.run_in("client1", "curl", "-s", "-i", "-m", "3", f"http://{vip}/")
-    echo(
-        "\n".join(
-            line for line in response.splitlines() if line.startswith("HTTP/") or "pod=" in line
-        )
-    )
+    show_request(vip, echo)
     # The router has no reason to talk to the VIP by itself: one request fills its entry.
     cluster.run_in("router", "curl", "-s", "-o", "/dev/null", "-m", "3", f"http://{vip}/")
     for host in ("router", "client1"):
