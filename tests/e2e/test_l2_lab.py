@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import math
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +179,35 @@ def test_owner_failure_moves_the_vip_and_requests_succeed_again(
     # Back to one owner per VIP before the next test (a healed link resolves duplicates).
     cluster.wait_until(every_vip_owned, 30, "one owner for every VIP again")
     time.sleep(0.5)
+
+
+def test_only_the_owner_answers_during_a_failover(l2_lab: Topology) -> None:
+    """A capture on the segment's switch: every ARP answer or announcement for the VIP comes
+    from the old owner until the new one speaks, and from the new one only after that."""
+    vip = vips()[FAILOVER_SERVICE]
+    capture = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.PREFIX + "sw",
+         "tcpdump", "-l", "-n", "-e", "-i", "br0", "arp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)  # tcpdump attaches
+        round_ = fail_owner(l2_lab, vip, "agent", before=0.5, duration=2.5)
+        time.sleep(1.5)  # the new owner's repeated announcements (0.5, 1, 2 s)
+    finally:
+        capture.terminate()
+        out, _ = capture.communicate(timeout=5)
+    restore(round_.old, "agent")
+    speakers = [
+        line.split()[1]
+        for line in out.splitlines()
+        if f"Reply {vip} is-at" in line or f"who-has {vip} tell {vip}" in line
+    ]
+    old, new = mac_of(round_.old), mac_of(round_.new)
+    assert new in speakers, out
+    switch = speakers.index(new)
+    assert set(speakers[:switch]) <= {old}, speakers
+    assert set(speakers[switch:]) == {new}, speakers
+    cluster.wait_until(every_vip_owned, 30, "one owner for every VIP again")
