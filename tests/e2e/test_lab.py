@@ -21,7 +21,7 @@ import pytest
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import run_demo
-from herald.lab.netns import end_process, namespaces, pids_in
+from herald.lab.netns import end_process, pids_in
 
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,16 +36,7 @@ def lab_cleanup() -> Iterator[None]:
     finally:
         state = cluster.read_state()
         cluster.down()
-        assert not [n for n in namespaces() if n.startswith(cluster.PREFIX)]
-        for pid in state.get("pids", []):
-            assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"process {pid} left"
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
+        assert cluster.leftovers(state) == []
 
 
 def hops() -> set[str]:

@@ -117,3 +117,10 @@ metadata: {name: p}
 spec: {timers: {holdTimeSeconds: 0, keepAliveTimeSeconds: 30}}
 """
     assert parse_manifests({"p.yaml": text}).bgp_peer_configs[0].spec.timers.hold_time_seconds == 0
+
+
+def test_l2_seed_is_a_cluster_of_its_own() -> None:
+    state = load_directory(ROOT / "examples" / "l2-seed")
+    assert state.counts()["L2AnnouncementPolicy"] == 1
+    assert state.bgp_cluster_configs == ()
+    assert [svc.spec.load_balancer_class for svc in state.services] == ["herald.io/l2"]

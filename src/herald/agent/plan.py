@@ -5,7 +5,10 @@
   the node, with their BGPPeerConfig resolved) and, per session, the routes to announce
   with their path attributes (BGPAdvertisement objects selected by the session's families);
 - the Services the datapath must forward on this node, translated out of the Kubernetes
-  objects into the datapath's own model.
+  objects into the datapath's own model;
+- in L2 mode (an L2AnnouncementPolicy selects the node), the inputs of the owner choice:
+  the nodes that exchange heartbeats and every L2 announcement of the segment. Owners are
+  not chosen here: they depend on which nodes are alive, which the announcer learns.
 
 A Service address is announced by a node only while it can be served: with
 externalTrafficPolicy Cluster while the Service has a ready endpoint anywhere, with Local
@@ -53,6 +56,7 @@ from herald.dataplane.model import (
     TrafficPolicy,
 )
 from herald.ipam.request import is_handled
+from herald.l2.policy import Announcement, announcements
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,33 @@ class PeerPlan:
 
 
 @dataclass(frozen=True)
+class L2Plan:
+    """What this node's L2 announcer needs from the snapshot.
+
+    `announcements` holds every VIP of the segment, not only this node's: the owner choice
+    caps each node's load over all VIPs, and every agent must compute it from the same input
+    to reach the same owners.
+    """
+
+    # Nodes some L2AnnouncementPolicy selects, with their InternalIP: the heartbeat peers
+    # (this node included). A node without an InternalIP cannot be heard and is left out.
+    members: tuple[tuple[str, IPAddress], ...] = ()
+    announcements: tuple[Announcement, ...] = ()
+
+    def peers_of(self, node: str) -> dict[str, IPAddress]:
+        return {name: address for name, address in self.members if name != node}
+
+    def address_of(self, node: str) -> IPAddress | None:
+        return next((address for name, address in self.members if name == node), None)
+
+
+@dataclass(frozen=True)
 class NodePlan:
     node: str
     peers: tuple[PeerPlan, ...] = ()
     services: tuple[DataplaneService, ...] = ()
+    # None: no L2AnnouncementPolicy selects this node, the agent runs no announcer.
+    l2: L2Plan | None = None
     # Things the plan could not honour (a named port no endpoint defines, a missing
     # secret key...): logged by the agent, shown by `herald status`.
     problems: tuple[str, ...] = field(default=())
@@ -138,8 +165,39 @@ def plan_node(
         node=node_name,
         peers=tuple(sorted(peers, key=lambda p: p.key)),
         services=tuple(s for s in dataplane if s is not None),
+        l2=_l2_plan(state, node, problems),
         problems=tuple(problems),
     )
+
+
+# -- L2 ----------------------------------------------------------------------------------
+
+
+def _l2_plan(state: ClusterState, node: Node, problems: list[str]) -> L2Plan | None:
+    policies = state.l2_policies
+    if not any(matches(p.spec.node_selector, node.metadata.labels) for p in policies):
+        return None
+    members = []
+    for other in state.nodes:
+        if not any(matches(p.spec.node_selector, other.metadata.labels) for p in policies):
+            continue
+        address = _internal_address(other)
+        if address is None:
+            problems.append(
+                f"Node {other.metadata.name}: no InternalIP in status.addresses; it takes no "
+                "part in L2 announcements (heartbeats go to node addresses)"
+            )
+            continue
+        members.append((other.metadata.name, address))
+    return L2Plan(members=tuple(sorted(members)), announcements=announcements(state))
+
+
+def _internal_address(node: Node) -> IPAddress | None:
+    # The first InternalIP, IPv4 preferred: the address heartbeats are sent to.
+    found = [
+        ipaddress.ip_address(a.address) for a in node.status.addresses if a.type == "InternalIP"
+    ]
+    return min(found, key=lambda a: a.version) if found else None
 
 
 # -- BGP ---------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Order is what keeps traffic safe ("never announce what you cannot forward"):
 1. withdraw every route the new plan drops (announcements that stay keep their old
-   attributes for the moment);
+   attributes for the moment), and stop answering ARP/NDP for every L2 VIP the new plan
+   drops;
 2. commit the datapath (nft transactions);
-3. announce the new plan's routes, bring peers up or down.
+3. announce the new plan's routes, bring peers up or down, and let the L2 announcer own
+   the VIPs the committed rules serve.
 A failure in one step is logged with what it concerns and the agent keeps what it had;
 the next snapshot tries again. Nothing here decides anything: plan.py does.
 """
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from herald.agent.l2 import L2Announcements, L2Config
 from herald.agent.peers import SpeakerKey, peer_config, speaker_key
 from herald.agent.plan import NodePlan, PeerPlan, plan_node
 from herald.api.snapshot import ClusterState
@@ -40,6 +43,7 @@ class AgentConfig:
     interface: str | None = None
     default_forwarding: ForwardingMode = ForwardingMode.SNAT
     listen_address: str = "::"
+    l2: L2Config = field(default_factory=L2Config)
 
 
 @dataclass
@@ -49,6 +53,8 @@ class _Applied:
     applied_at: float | None = None
     apply_ms: float | None = None
     errors: list[str] = field(default_factory=list)
+    # VIPs the committed datapath rules serve (kept as they were when a commit fails).
+    served: frozenset[IPAddress] = frozenset()
 
 
 class Agent:
@@ -59,6 +65,7 @@ class Agent:
         self._datapath: Datapath | None = None
         self._node_context: NodeContext | None = None
         self._speakers: dict[SpeakerKey, Speaker] = {}
+        self._l2 = L2Announcements(config.node, config.l2)
         self._applied = _Applied()
 
     async def run(self) -> None:
@@ -69,6 +76,7 @@ class Agent:
             await self.close()
 
     async def close(self) -> None:
+        self._l2.close()
         for speaker in self._speakers.values():
             with contextlib.suppress(Exception):
                 await speaker.close()
@@ -82,8 +90,13 @@ class Agent:
             return  # a change elsewhere (another node's pods, a status echo): nothing to do
         errors = [f"plan: {problem}" for problem in plan.problems]
         await self._withdraw_dropped(previous, plan)
-        errors += await self._apply_datapath(snapshot, plan)
+        errors += await self._l2.apply(plan.l2, self._applied.served & _served(plan))
+        datapath_errors = await self._apply_datapath(snapshot, plan)
+        if not datapath_errors:
+            self._applied.served = _served(plan)
+        errors += datapath_errors
         errors += await self._apply_peers(plan)
+        errors += await self._l2.apply(plan.l2, self._applied.served)
         elapsed = (time.perf_counter() - start) * 1000
         self._applied.plan = plan
         self._applied.applied_at = time.time()
@@ -92,11 +105,12 @@ class Agent:
         for error in errors:
             log.error("event=apply_problem node=%s problem=%r", self.config.node, error)
         log.info(
-            "event=plan_applied node=%s services=%d peers=%d routes=%d ms=%.1f",
+            "event=plan_applied node=%s services=%d peers=%d routes=%d l2_vips=%d ms=%.1f",
             self.config.node,
             len(plan.services),
             len(plan.peers),
             sum(len(p.routes) for p in plan.peers),
+            len(plan.l2.announcements) if plan.l2 else 0,
             elapsed,
         )
 
@@ -215,8 +229,13 @@ class Agent:
             "applyMs": self._applied.apply_ms,
             "services": [s.key for s in plan.services] if plan else [],
             "peers": peers,
+            "l2": self._l2.status(),
             "problems": list(self._applied.errors),
         }
+
+
+def _served(plan: NodePlan) -> frozenset[IPAddress]:
+    return frozenset(vip for service in plan.services for vip in service.vips)
 
 
 def _routes(peer: PeerPlan) -> Mapping[Network, RouteAttributes]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from herald.agent.l2 import LAB_KEY, L2Config
 from herald.agent.run import Agent, AgentConfig
 from herald.agent.status import DEFAULT_STATUS_DIR, query_all, serve_status, socket_path
 from herald.cli.output import output_option, print_json, print_table
@@ -41,13 +42,52 @@ status_dir_option = click.option(
     show_default=True,
     help="Forwarding mode of Services without the herald.io/forwarding-mode annotation.",
 )
+@click.option(
+    "--l2-key",
+    envvar="HERALD_L2_KEY",
+    default=LAB_KEY.decode(),
+    show_default="the lab's key, see docs/l2.md",
+    help="Shared key authenticating L2 heartbeats (at least 16 bytes; the same on every "
+    "node); env HERALD_L2_KEY.",
+)
+@click.option(
+    "--l2-interval",
+    type=click.FloatRange(0.001, min_open=False),
+    default=L2Config.interval,
+    show_default=True,
+    help="Seconds between L2 heartbeats.",
+)
+@click.option(
+    "--l2-multiplier",
+    type=click.IntRange(2),
+    default=L2Config.multiplier,
+    show_default=True,
+    help="A peer is dead after interval x multiplier without a heartbeat.",
+)
+@click.option(
+    "--l2-port", type=click.IntRange(1, 65535), default=L2Config.port, show_default=True,
+    help="UDP port of L2 heartbeats on the node addresses.",
+)  # fmt: skip
 def agent(
-    node: str, manifests: Path, status_dir: Path, interface: str | None, forwarding: str
+    node: str,
+    manifests: Path,
+    status_dir: Path,
+    interface: str | None,
+    forwarding: str,
+    l2_key: str,
+    l2_interval: float,
+    l2_multiplier: int,
+    l2_port: int,
 ) -> None:
-    """Run the node agent: datapath rules and BGP announcements for NODE."""
+    """Run the node agent: datapath rules, BGP and L2 announcements for NODE."""
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    if len(l2_key.encode()) < 16:
+        raise click.BadParameter("at least 16 bytes", param_hint="--l2-key / HERALD_L2_KEY")
     config = AgentConfig(
-        node=node, interface=interface, default_forwarding=ForwardingMode(forwarding)
+        node=node,
+        interface=interface,
+        default_forwarding=ForwardingMode(forwarding),
+        l2=L2Config(l2_key.encode(), l2_interval, l2_multiplier, l2_port),
     )
 
     async def main() -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from herald.cli.lab import mode_option
 from herald.lab.demo import run_demo
+from herald.lab.demo_l2 import run_l2_demo
 from herald.lab.netns import LabError
 
 
@@ -15,16 +17,19 @@ from herald.lab.netns import LabError
 @click.option(
     "--examples",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=Path("examples/seed"),
-    show_default=True,
-    help="Manifests to apply.",
+    default=None,
+    help="Manifests to apply  [default: examples/seed, examples/l2-seed with --mode l2]",
 )
 @click.option("--router", type=click.Choice(["frr", "bird"]), default="frr", show_default=True)
-def demo(examples: Path, router: str) -> None:
-    """Build the lab, apply the seed manifests, and show the Service reachable through
-    every node (needs root). The lab stays up; `herald lab down` removes it."""
+@mode_option
+def demo(examples: Path | None, router: str, mode: str) -> None:
+    """Build the lab, apply the seed manifests, and show the Service reachable (needs
+    root). The lab stays up; `herald lab down` removes it."""
     try:
-        run_demo(examples, router, click.echo)  # type: ignore[arg-type]
+        if mode == "l2":
+            run_l2_demo(examples or Path("examples/l2-seed"), click.echo)
+        else:
+            run_demo(examples or Path("examples/seed"), router, click.echo)  # type: ignore[arg-type]
     except (LabError, OSError) as err:
         click.echo(
             f"demo failed: {err}\n(see /run/herald/lab/logs; `herald lab down` cleans up)", err=True

@@ -14,6 +14,15 @@ from herald.cli.source_option import manifests_option
 from herald.lab import cluster
 from herald.lab.netns import LabError
 
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(["bgp", "l2"]),
+    default="bgp",
+    show_default=True,
+    help="bgp: clients on their own LAN behind a BGP router, one route per node; l2: "
+    "clients, router and Service IPs on the node segment, one node answers ARP per IP.",
+)
+
 
 @click.group()
 def lab() -> None:
@@ -24,18 +33,21 @@ def lab() -> None:
 @click.option("--router", type=click.Choice(["frr", "bird"]), default="frr", show_default=True)
 @click.option("--nodes", type=click.IntRange(1, 5), default=5, show_default=True,
               help="Number of workers besides k8s-master1.")  # fmt: skip
+@mode_option
 @manifests_option
-def up(router: str, nodes: int, manifests: Path) -> None:
+def up(router: str, nodes: int, mode: str, manifests: Path) -> None:
     """Build the lab: router, clients, k8s-master1 and k8s-worker1..N with pods, controller
     and agents. Apply manifests by copying them into the manifests directory."""
     try:
-        topology = cluster.up(router, nodes, manifests)  # type: ignore[arg-type]
+        topology = cluster.up(router, nodes, manifests, mode)  # type: ignore[arg-type]
     except (LabError, OSError) as err:
         click.echo(f"lab up failed (everything it made was removed): {err}", err=True)
         sys.exit(1)
+    router_text = "no BGP" if topology.mode == "l2" else topology.router
     click.echo(
-        f"lab up: router ({topology.router}) 192.0.2.1, "
-        f"{len(topology.nodes)} nodes, clients 198.51.100.10-11; manifests in {manifests}"
+        f"lab up ({topology.mode}): router ({router_text}) 192.0.2.1, "
+        f"{len(topology.nodes)} nodes, clients {', '.join(topology.clients.values())}; "
+        f"manifests in {manifests}"
     )
 
 

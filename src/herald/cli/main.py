@@ -12,6 +12,7 @@ from herald.cli.crds import crds
 from herald.cli.demo import demo
 from herald.cli.get import get
 from herald.cli.ipam import ipam
+from herald.cli.l2 import l2
 from herald.cli.lab import lab
 from herald.cli.validate import validate
 
@@ -32,6 +33,7 @@ cli.add_command(bgp)
 cli.add_command(agent)
 cli.add_command(status)
 cli.add_command(lab)
+cli.add_command(l2)
 bgp.add_command(peers)
 bgp.add_command(routes)
 

@@ -53,8 +53,19 @@ class Announcer:
         self._loop.call_at(settles, self._schedule)
 
     def set_announced(self, announced: Iterable[Announcement]) -> None:
+        """Takes effect before returning: a VIP left out is no longer answered for, so the
+        caller may then remove its datapath rules."""
         self.announced = tuple(announced)
+        self._update()
+
+    def set_peers(self, peers: Mapping[str, Address]) -> None:
+        if self._liveness is not None:
+            self._liveness.set_peers(peers)
         self._schedule()
+
+    def live(self) -> frozenset[str]:
+        """Nodes this one believes alive (itself included)."""
+        return self._liveness.heartbeat.live() if self._liveness is not None else frozenset()
 
     def owned(self) -> dict[str, frozenset[IPAddress]]:
         """VIPs answered for, per interface."""

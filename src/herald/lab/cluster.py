@@ -23,9 +23,9 @@ from herald.lab.netns import Lab, LabError, delete_namespace, end_process, names
 from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec
 from herald.lab.topology import (
     CLIENT_GATEWAY,
-    CLIENTS,
     LOCAL_ASN,
     ROUTER_ADDRESS,
+    Mode,
     RouterKind,
     Topology,
     node_manifests,
@@ -49,21 +49,26 @@ def herald_argv(*args: str) -> list[str]:
 
 
 def up(
-    router: RouterKind = "frr", workers: int = 5, manifests: Path = DEFAULT_MANIFESTS
+    router: RouterKind = "frr",
+    workers: int = 5,
+    manifests: Path = DEFAULT_MANIFESTS,
+    mode: Mode = "bgp",
 ) -> Topology:
     down()
-    topology = seed_topology(router, workers)
+    topology = seed_topology(router, workers, mode)
     network = lab()
     state: dict[str, Any] = {
         "topology": topology.to_json(),
         "manifests": str(manifests),
         "pids": [],
         "dirs": [],
+        "agents": {},
     }
     try:
         _build_network(network, topology)
         _prepare_manifests(manifests, topology)
-        _start_router(network, topology, state)
+        if topology.mode == "bgp":
+            _start_router(network, topology, state)
         _record(network, state)
         _start_herald(network, topology, manifests, state)
         _record(network, state)
@@ -92,6 +97,21 @@ def down() -> list[str]:
     return removed
 
 
+def leftovers(state: dict[str, Any]) -> list[str]:
+    """What a lab described by `state` left behind after `down()`: namespaces with the lab's
+    prefix and live processes (zombies are not: they hold nothing)."""
+    left = [f"namespace {n}" for n in namespaces() if n.startswith(PREFIX)]
+    pids = {*state.get("pids", []), *state.get("agents", {}).values()}
+    return left + [f"process {pid}" for pid in sorted(pids) if _running(int(pid))]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 def read_state() -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(STATE.read_text())
@@ -116,16 +136,23 @@ def _build_network(network: Lab, topology: Topology) -> None:
     network.host("sw")
     network.host("router", forwarding=True)
     network.bridge("sw", "br0")
-    network.bridge("router", "lan0")
-    network.address("router", "lan0", f"{CLIENT_GATEWAY}/24")
-    for client, address in CLIENTS.items():
-        network.host(client)
-        network.link("router", client, client, "eth0")
-        network.ip("router", "link", "set", client, "master", "lan0")
-        network.address(client, "eth0", f"{address}/24")
-        network.route(client, "default", "via", CLIENT_GATEWAY)
-    # Spread flows over the next hops by their ports too, not only by addresses.
-    network.sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")
+    if topology.mode == "l2":
+        # The clients share the node segment: they and the router find a VIP by ARP.
+        for client, address in topology.clients.items():
+            network.host(client)
+            _attach(network, client, address)
+            network.route(client, "default", "via", ROUTER_ADDRESS)
+    else:
+        network.bridge("router", "lan0")
+        network.address("router", "lan0", f"{CLIENT_GATEWAY}/24")
+        for client, address in topology.clients.items():
+            network.host(client)
+            network.link("router", client, client, "eth0")
+            network.ip("router", "link", "set", client, "master", "lan0")
+            network.address(client, "eth0", f"{address}/24")
+            network.route(client, "default", "via", CLIENT_GATEWAY)
+        # Spread flows over the next hops by their ports too, not only by addresses.
+        network.sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")
     _attach(network, "router", ROUTER_ADDRESS)
     for node in topology.nodes:
         network.host(node.name, forwarding=True)
@@ -175,13 +202,7 @@ def _start_herald(network: Lab, topology: Topology, manifests: Path, state: dict
     master = topology.nodes[0].name
     network.spawn(master, herald_argv("controller", *common), log=LOGS / "controller.log")
     for node in topology.nodes:
-        network.spawn(
-            node.name,
-            herald_argv(
-                "agent", "--node", node.name, *common, "--status-dir", str(DEFAULT_STATUS_DIR)
-            ),
-            log=LOGS / f"agent-{node.name}.log",
-        )
+        _spawn_agent(network, node.name, manifests, state)
     kubelet = herald_argv("lab", "kubelet", *common)
     # The lab's kubelet makes pod namespaces, so it runs in the root namespace.
     log = (LOGS / "kubelet.log").open("ab")
@@ -194,6 +215,35 @@ def _start_herald(network: Lab, topology: Topology, manifests: Path, state: dict
     )
     log.close()
     network.processes.append(process)
+
+
+def _spawn_agent(network: Lab, node: str, manifests: Path, state: dict[str, Any]) -> None:
+    process = network.spawn(
+        node,
+        herald_argv(
+            "agent",
+            "--node",
+            node,
+            "--manifests",
+            str(manifests),
+            "--status-dir",
+            str(DEFAULT_STATUS_DIR),
+        ),
+        log=LOGS / f"agent-{node}.log",
+    )
+    # By node, so a failover test or the demo can end one node's agent by its pid.
+    state.setdefault("agents", {})[node] = process.pid
+
+
+def start_agent(node: str) -> int:
+    """Starts `node`'s agent again (after a test or the demo ended it); returns its pid."""
+    state = read_state()
+    network = lab()
+    network.hosts[node] = PREFIX + node
+    _spawn_agent(network, node, Path(state["manifests"]), state)
+    _record(network, state)
+    pid: int = state["agents"][node]
+    return pid
 
 
 def _record(network: Lab, state: dict[str, Any]) -> None:

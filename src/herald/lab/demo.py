@@ -33,13 +33,10 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
     topology = cluster.up(router, 5, DEFAULT_MANIFESTS)
     echo(f"{len(topology.nodes)} nodes, router 192.0.2.1 ({router}), clients 198.51.100.10-11")
 
-    step(echo, f"apply {examples}/*.yaml")
-    for manifest in sorted(examples.glob("*.yaml")):
-        target = DEFAULT_MANIFESTS / manifest.name
-        shutil.copyfile(manifest, target.with_suffix(".tmp"))
-        target.with_suffix(".tmp").rename(target)  # whole files only: the watchers see no half
-        echo(f"  {manifest.name}")
-    vip = cluster.wait_until(_external_ip, 30, "an EXTERNAL-IP for web1-lb")
+    apply_examples(examples, echo)
+    vip = cluster.wait_until(
+        lambda: external_ip("default/web1-lb"), 30, "an EXTERNAL-IP for web1-lb"
+    )
     hops = cluster.wait_until(
         lambda: _next_hops(vip) if len(_next_hops(vip)) == len(topology.nodes) else None,
         60,
@@ -61,13 +58,7 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
     echo(cluster.run_in("router", "ip", "route", "show", vip).rstrip())
     echo(f"-> {len(hops)} next hops: one per node (ECMP)")
 
-    step(echo, f"client1: curl -i http://{vip}/")
-    response = cluster.run_in("client1", "curl", "-s", "-i", "-m", "3", f"http://{vip}/")
-    echo(
-        "\n".join(
-            line for line in response.splitlines() if line.startswith("HTTP/") or "pod=" in line
-        )
-    )
+    show_request(vip, echo)
 
     step(echo, f"client1: {REQUESTS} requests, new connection each")
     script = f"for i in $(seq {REQUESTS}); do curl -s -m 2 http://{vip}/; done"
@@ -108,13 +99,34 @@ def step(echo: Echo, title: str) -> None:
     echo(f"\n== {title}")
 
 
-def _external_ip() -> str | None:
+def show_request(vip: str, echo: Echo) -> None:
+    """One request from client1: its status line and the answering pod."""
+    step(echo, f"client1: curl -i http://{vip}/")
+    response = cluster.run_in("client1", "curl", "-s", "-i", "-m", "3", f"http://{vip}/")
+    echo(
+        "\n".join(
+            line for line in response.splitlines() if line.startswith("HTTP/") or "pod=" in line
+        )
+    )
+
+
+def apply_examples(examples: Path, echo: Echo) -> None:
+    step(echo, f"apply {examples}/*.yaml")
+    for manifest in sorted(examples.glob("*.yaml")):
+        target = DEFAULT_MANIFESTS / manifest.name
+        shutil.copyfile(manifest, target.with_suffix(".tmp"))
+        target.with_suffix(".tmp").rename(target)  # whole files only: the watchers see no half
+        echo(f"  {manifest.name}")
+
+
+def external_ip(service: str) -> str | None:
+    """The first ingress IP the controller wrote for `service` (namespace/name)."""
     state = DEFAULT_MANIFESTS / ".herald" / "state.json"
     try:
         services = json.loads(state.read_text()).get("services", {})
     except (FileNotFoundError, ValueError):
         return None
-    ingress = services.get("default/web1-lb", {}).get("loadBalancer", {}).get("ingress", [])
+    ingress = services.get(service, {}).get("loadBalancer", {}).get("ingress", [])
     return str(ingress[0]["ip"]) if ingress else None
 
 

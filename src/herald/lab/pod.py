@@ -15,6 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class DualStackServer(ThreadingHTTPServer):
     address_family = socket.AF_INET6
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a client opening 100 connections a second
+    # (bench/l2) on a busy machine overflowed it, and each dropped SYN cost a 1 s retransmit
+    # that looked like a failover's failed request.
+    request_queue_size = 128
 
     def server_bind(self) -> None:
         # One socket for IPv4 and IPv6 clients alike.

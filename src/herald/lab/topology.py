@@ -5,6 +5,11 @@
                        ├── k8s-master1 .10
                        ├── k8s-worker1 .21 ... k8s-worker5 .25
 
+In L2 mode (`--mode l2`) there is no client LAN: the clients sit on the node segment too
+(client1 192.0.2.100, client2 192.0.2.101), as do the Service IPs (the pool
+192.0.2.200-220 of examples/l2-seed), so the router and the clients reach a VIP by asking
+who has it, and the router runs no BGP.
+
 Each node has a pod bridge cni0 with 198.18.N.1/24 (master N=0, workerK N=K) and routes to
 every other node's pod CIDR through that node: a minimal CNI.
 """
@@ -15,10 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 RouterKind = Literal["frr", "bird"]
+# How Service IPs reach the router: BGP routes, or ARP/NDP on a shared segment.
+Mode = Literal["bgp", "l2"]
 LOCAL_ASN = 64512
 ROUTER_ADDRESS = "192.0.2.1"
 CLIENT_GATEWAY = "198.51.100.1"
 CLIENTS = {"client1": "198.51.100.10", "client2": "198.51.100.11"}
+L2_CLIENTS = {"client1": "192.0.2.100", "client2": "192.0.2.101"}
 POOL = "203.0.113.0/24"
 
 
@@ -42,6 +50,11 @@ class LabNode:
 class Topology:
     router: RouterKind
     nodes: tuple[LabNode, ...]
+    mode: Mode = "bgp"
+
+    @property
+    def clients(self) -> dict[str, str]:
+        return L2_CLIENTS if self.mode == "l2" else CLIENTS
 
     @property
     def workers(self) -> tuple[LabNode, ...]:
@@ -56,21 +69,24 @@ class Topology:
     def to_json(self) -> dict[str, Any]:
         return {
             "router": self.router,
+            "mode": self.mode,
             "nodes": [[n.name, n.address, n.pod_index, n.control_plane] for n in self.nodes],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Topology:
-        return cls(data["router"], tuple(LabNode(*fields) for fields in data["nodes"]))
+        nodes = tuple(LabNode(*fields) for fields in data["nodes"])
+        return cls(data["router"], nodes, data.get("mode", "bgp"))
 
 
-def seed_topology(router: RouterKind = "frr", workers: int = 5) -> Topology:
+def seed_topology(router: RouterKind = "frr", workers: int = 5, mode: Mode = "bgp") -> Topology:
     if not 1 <= workers <= 5:
         raise ValueError(f"--nodes {workers}: the lab has 1 to 5 workers (192.0.2.21-25)")
     master = LabNode("k8s-master1", "192.0.2.10", 0, control_plane=True)
     return Topology(
         router,
         (master, *(LabNode(f"k8s-worker{i}", f"192.0.2.2{i}", i) for i in range(1, workers + 1))),
+        mode,
     )
 
 

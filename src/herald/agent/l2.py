@@ -1,0 +1,152 @@
+"""The agent's L2 announcer: started when an L2AnnouncementPolicy selects the node, fed the
+plan's announcements restricted to what the datapath serves here, stopped when no policy
+selects the node any more.
+
+The agent calls `apply` twice per snapshot: before the datapath commit with the VIPs both
+the old and the new rules serve (so nothing about to lose its rules is answered for), and
+after it with the VIPs the committed rules serve. `Announcer.set_announced` takes effect
+before it returns, which is what makes that order hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from herald.agent.plan import L2Plan
+from herald.dataplane.model import IPAddress, IPNetwork
+from herald.l2.announcer import Announcer
+from herald.l2.liveness import DEFAULT_PORT, start_config
+from herald.l2.policy import Announcement, address_order
+from herald.netlink.links import interface_networks
+
+log = logging.getLogger(__name__)
+
+# Documented in docs/l2.md; the lab uses it as is. Anyone who can send UDP to the node
+# addresses and knows the key can claim VIPs: production clusters set their own.
+LAB_KEY = b"herald-lab-l2-heartbeat-key"
+
+
+@dataclass(frozen=True)
+class L2Config:
+    key: bytes = LAB_KEY
+    interval: float = 0.1
+    multiplier: int = 5
+    port: int = DEFAULT_PORT
+
+
+def servable_only(
+    announced: Sequence[Announcement], node: str, served: Collection[IPAddress]
+) -> tuple[Announcement, ...]:
+    """The announcements with `node` removed from the candidates of every VIP its datapath
+    does not serve (pure). The VIPs stay, so the owner choice, which caps each node's load
+    over all VIPs, sees the same set on every node."""
+    result = []
+    for announcement in announced:
+        if announcement.vip not in served and node in announcement.nodes:
+            announcement = Announcement(
+                announcement.vip,
+                announcement.services,
+                tuple(c for c in announcement.candidates if c.node != node),
+            )
+        result.append(announcement)
+    return tuple(result)
+
+
+class L2Announcements:
+    def __init__(
+        self,
+        node: str,
+        config: L2Config,
+        links: Callable[[], Mapping[str, Sequence[IPNetwork]]] = interface_networks,
+    ) -> None:
+        self.node = node
+        self.config = config
+        self._links = links
+        self._announcer: Announcer | None = None
+        self._bind: IPAddress | None = None
+        self._plan: L2Plan | None = None
+
+    async def apply(self, plan: L2Plan | None, served: Collection[IPAddress]) -> list[str]:
+        if plan is None or plan.address_of(self.node) is None:
+            if self._announcer is not None:
+                log.info("event=l2_stopped node=%s reason=no_policy_selects_node", self.node)
+            self.close()
+            return []
+        address = plan.address_of(self.node)
+        try:
+            if self._announcer is None or address != self._bind:
+                self.close()
+                await self._open(plan, address)
+            assert self._announcer is not None
+            if plan.members != (self._plan.members if self._plan else None):
+                self._announcer.set_peers(self._peers(plan))
+            self._plan = plan
+            # Links change rarely, but an interface that appears later must be usable.
+            self._announcer.links = await asyncio.to_thread(self._links)
+            self._announcer.set_announced(servable_only(plan.announcements, self.node, served))
+        except (OSError, ValueError) as err:
+            return [f"l2: {err}"]
+        return []
+
+    async def _open(self, plan: L2Plan, address: IPAddress | None) -> None:
+        announcer = Announcer(self.node, await asyncio.to_thread(self._links))
+        config = start_config(
+            self.node,
+            self.config.key,
+            interval=self.config.interval,
+            multiplier=self.config.multiplier,
+        )
+        await announcer.open(config, self._peers(plan), (str(address), self.config.port))
+        self._announcer, self._bind = announcer, address
+        log.info(
+            "event=l2_started node=%s bind=%s:%d peers=%d interval=%.3f multiplier=%d",
+            self.node,
+            address,
+            self.config.port,
+            len(plan.members) - 1,
+            self.config.interval,
+            self.config.multiplier,
+        )
+
+    def _peers(self, plan: L2Plan) -> dict[str, tuple[str, int]]:
+        return {name: (str(a), self.config.port) for name, a in plan.peers_of(self.node).items()}
+
+    def close(self) -> None:
+        """Stops answering at once and tells the peers, which take over without waiting."""
+        if self._announcer is not None:
+            self._announcer.close()
+        self._announcer, self._bind, self._plan = None, None, None
+
+    def status(self) -> dict[str, Any] | None:
+        announcer = self._announcer
+        if announcer is None:
+            return None
+        # Owner times are the event loop's clock; the CLI shows wall-clock times.
+        offset = time.time() - asyncio.get_running_loop().time()
+        interfaces: dict[IPAddress, list[str]] = {}
+        for name, vips in sorted(announcer.owned().items()):
+            for vip in vips:
+                interfaces.setdefault(vip, []).append(name)
+        owners = []
+        for vip in sorted(announcer.view, key=address_order):
+            owner = announcer.view[vip]
+            owners.append(
+                {
+                    "vip": str(vip),
+                    "owner": owner.node,
+                    "answering": vip in interfaces,
+                    "interfaces": interfaces.get(vip, []),
+                    "since": owner.since + offset if owner.since is not None else None,
+                    "candidates": list(owner.candidates),
+                }
+            )
+        return {
+            "members": [name for name, _ in self._plan.members] if self._plan else [],
+            "live": sorted(announcer.live()),
+            "owners": owners,
+        }

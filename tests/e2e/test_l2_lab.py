@@ -1,0 +1,213 @@
+"""L2 mode end to end in the lab: herald's controller and agents in namespaces, the router and
+the clients on the node segment, ARP answered by the owner, a failover seen by a client.
+
+One lab for the module (building it and starting 6 agents is the slow part); the tests that
+end an owner restore it before the next. They take over the machine's lab like test_lab.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from herald.cli.source_option import DEFAULT_MANIFESTS
+from herald.lab import cluster
+from herald.lab.demo import external_ip
+from herald.lab.failover import (
+    FAILOVER_MANIFESTS,
+    FAILOVER_SERVICE,
+    Kind,
+    all_live,
+    fail_owner,
+    mac_of,
+    neighbour_mac,
+    owner_of,
+    owners,
+    restore,
+)
+from herald.lab.topology import Topology
+
+pytestmark = pytest.mark.netns
+ROOT = Path(__file__).resolve().parents[2]
+L2_SEED = ROOT / "examples" / "l2-seed"
+SPREAD = 60
+SHARED_IP = "192.0.2.220"
+NOT_FAILOVER = (
+    "  serviceSelector:\n    matchExpressions:\n      - {key: failover, operator: DoesNotExist}\n"
+)
+
+
+def extra_services() -> str:
+    """60 Services of their own IP and two sharing one, all in front of the web1-l2 pods."""
+    docs = []
+    for i in range(SPREAD):
+        docs.append(_service(f"spread-{i:02}", 80, {}))
+    for name, port in (("shared-a", 80), ("shared-b", 8081)):
+        docs.append(
+            _service(name, port, {"herald.io/sharing-key": "shared", "herald.io/ips": SHARED_IP})
+        )
+    return "---\n".join(docs)
+
+
+def _service(name: str, port: int, annotations: dict[str, str]) -> str:
+    notes = "".join(f"    {k}: {v}\n" for k, v in annotations.items())
+    return (
+        "apiVersion: v1\nkind: Service\n"
+        f"metadata:\n  name: {name}\n  namespace: default\n"
+        + (f"  annotations:\n{notes}" if notes else "")
+        + "spec:\n  type: LoadBalancer\n  loadBalancerClass: herald.io/l2\n"
+        f"  selector: {{app: web1-l2}}\n  ports:\n    - {{port: {port}, targetPort: 8080}}\n"
+    )
+
+
+def extra_pool() -> str:
+    # The seed's pool has 21 addresses; the spread needs more, still in the node segment.
+    return (
+        "apiVersion: herald.io/v1alpha1\nkind: LoadBalancerIPPool\n"
+        "metadata:\n  name: spread\nspec:\n  blocks:\n"
+        "    - {start: 192.0.2.128, stop: 192.0.2.191}\n"
+    )
+
+
+def _write(name: str, text: str) -> None:
+    target = DEFAULT_MANIFESTS / name
+    target.with_suffix(".tmp").write_text(text)
+    target.with_suffix(".tmp").rename(target)
+
+
+def vips() -> dict[str, str]:
+    keys = ["default/web1-l2", *(f"default/spread-{i:02}" for i in range(SPREAD))]
+    keys += ["default/shared-a", "default/shared-b", FAILOVER_SERVICE]
+    found = {key: external_ip(key) for key in keys}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def every_vip_owned() -> dict[str, list[str]] | None:
+    addresses = set(vips().values())
+    if len(addresses) != SPREAD + 3:
+        return None
+    seen = {vip: owners(vip) for vip in addresses}
+    return seen if all(len(nodes) == 1 for nodes in seen.values()) else None
+
+
+@pytest.fixture(scope="module")
+def l2_lab() -> Iterator[Topology]:
+    try:
+        topology = cluster.up(mode="l2")
+        for manifest in sorted(L2_SEED.glob("*.yaml")):
+            text = manifest.read_text()
+            if manifest.name == "l2.yaml":
+                # The failover Service is announced by its own policy only.
+                text = text.replace("spec:\n", f"spec:\n{NOT_FAILOVER}", 1)
+            _write(manifest.name, text)
+        _write("failover.yaml", FAILOVER_MANIFESTS)
+        # Owners stay where they are placed (a node that turns live later takes nothing):
+        # the spread is even only if every agent hears every other when the VIPs arrive.
+        cluster.wait_until(lambda: all_live(len(topology.nodes)), 60, "every agent live")
+        _write("spread-pool.yaml", extra_pool())
+        _write("services.yaml", extra_services())
+        cluster.wait_until(every_vip_owned, 90, "one owner for every VIP")
+        yield topology
+    finally:
+        state = cluster.read_state()
+        cluster.down()
+        assert cluster.leftovers(state) == []
+
+
+def curl(vip: str, port: int = 80, host: str = "client1") -> str:
+    return cluster.run_in(host, "curl", "-s", "-m", "3", f"http://{vip}:{port}/")
+
+
+def test_neighbour_tables_hold_the_owners_mac(l2_lab: Topology) -> None:
+    vip = vips()["default/web1-l2"]
+    owner = owner_of(vip)
+    for host in ("router", "client1", "client2"):
+        assert "pod=web1-l2-" in curl(vip, host=host)
+        assert neighbour_mac(host, vip) == mac_of(owner), host
+
+
+def test_services_spread_over_every_node_with_one_owner_each(l2_lab: Topology) -> None:
+    seen = every_vip_owned()
+    assert seen is not None
+    load = collections.Counter(nodes[0] for nodes in seen.values())
+    assert set(load) == {node.name for node in l2_lab.nodes}, load
+    # One computation caps a node at ceil(1.1 x mean) (unit tests); agents that see the
+    # Services arrive in different snapshots keep owners placed under smaller counts, so
+    # the lab's bound is looser (measured max/mean up to 1.33, see docs/l2.md).
+    assert max(load.values()) <= math.ceil(1.5 * len(seen) / len(l2_lab.nodes)), load
+    # Every VIP answers through its owner; a sample of them, from the other client.
+    for vip in sorted(seen)[:: len(seen) // 6]:
+        assert "pod=" in curl(vip, host="client2")
+        assert neighbour_mac("client2", vip) == mac_of(seen[vip][0]), vip
+
+
+def test_services_sharing_an_ip_have_one_owner(l2_lab: Topology) -> None:
+    found = vips()
+    assert found["default/shared-a"] == found["default/shared-b"] == SHARED_IP
+    (owner,) = owners(SHARED_IP)
+    assert "pod=web1-l2-" in curl(SHARED_IP, 80)
+    assert "pod=web1-l2-" in curl(SHARED_IP, 8081)
+    assert neighbour_mac("client1", SHARED_IP) == mac_of(owner)
+
+
+@pytest.mark.parametrize("kind", ["agent", "link"])
+def test_owner_failure_moves_the_vip_and_requests_succeed_again(
+    l2_lab: Topology, kind: Kind
+) -> None:
+    vip = vips()[FAILOVER_SERVICE]
+    round_ = fail_owner(l2_lab, vip, kind)
+    try:
+        assert round_.new != round_.old
+        result = round_.result
+        assert result.recovered_after is not None, result
+        # Detection is 0.5 s (100 ms x 5); a second leaves room for a loaded machine.
+        assert result.recovered_after < 1.5, result
+        assert neighbour_mac("client1", vip) == mac_of(round_.new)
+        assert "pod=web-failover-0 node=k8s-worker1" in curl(vip)
+        # Requests fail for a moment at most: with a cut link, what goes to its MAC until
+        # the segment moves; with a killed agent (whose rules still forward), a few
+        # hundred ms of failures were seen under this file's load (see docs/l2.md).
+        assert result.failed_window < 1.5, result
+    finally:
+        restore(round_.old, kind)
+    # Back to one owner per VIP before the next test (a healed link resolves duplicates).
+    cluster.wait_until(every_vip_owned, 30, "one owner for every VIP again")
+    time.sleep(0.5)
+
+
+def test_only_the_owner_answers_during_a_failover(l2_lab: Topology) -> None:
+    """A capture on the segment's switch: every ARP answer or announcement for the VIP comes
+    from the old owner until the new one speaks, and from the new one only after that."""
+    vip = vips()[FAILOVER_SERVICE]
+    capture = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.PREFIX + "sw",
+         "tcpdump", "-l", "-n", "-e", "-i", "br0", "arp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)  # tcpdump attaches
+        round_ = fail_owner(l2_lab, vip, "agent", before=0.5, duration=2.5)
+        time.sleep(1.5)  # the new owner's repeated announcements (0.5, 1, 2 s)
+    finally:
+        capture.terminate()
+        out, _ = capture.communicate(timeout=5)
+    restore(round_.old, "agent")
+    speakers = [
+        line.split()[1]
+        for line in out.splitlines()
+        if f"Reply {vip} is-at" in line or f"who-has {vip} tell {vip}" in line
+    ]
+    old, new = mac_of(round_.old), mac_of(round_.new)
+    assert new in speakers, out
+    switch = speakers.index(new)
+    assert set(speakers[:switch]) <= {old}, speakers
+    assert set(speakers[switch:]) == {new}, speakers
+    cluster.wait_until(every_vip_owned, 30, "one owner for every VIP again")
