@@ -124,3 +124,22 @@ def test_l2_seed_is_a_cluster_of_its_own() -> None:
     assert state.counts()["L2AnnouncementPolicy"] == 1
     assert state.bgp_cluster_configs == ()
     assert [svc.spec.load_balancer_class for svc in state.services] == ["herald.io/l2"]
+
+
+def test_cached_loading_reparses_only_changed_files(tmp_path: Path) -> None:
+    from herald.api.manifests import ParsedFile
+
+    bfd = "apiVersion: herald.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: %s}\n"
+    (tmp_path / "a.yaml").write_text(bfd % "a")
+    (tmp_path / "b.yaml").write_text(bfd % "b")
+    cache: dict[Path, tuple[bytes, ParsedFile]] = {}
+    first = load_directory(tmp_path, cache)
+    kept = cache[tmp_path / "a.yaml"][1]
+    (tmp_path / "b.yaml").write_text(bfd % "c")  # same size: only the text tells
+    second = load_directory(tmp_path, cache)
+    assert [p.metadata.name for p in first.bfd_profiles] == ["a", "b"]
+    assert [p.metadata.name for p in second.bfd_profiles] == ["a", "c"]
+    assert cache[tmp_path / "a.yaml"][1] is kept
+    (tmp_path / "b.yaml").unlink()
+    assert [p.metadata.name for p in load_directory(tmp_path, cache).bfd_profiles] == ["a"]
+    assert list(cache) == [tmp_path / "a.yaml"]

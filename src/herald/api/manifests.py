@@ -7,9 +7,11 @@ ManifestError listing all of them.
 
 from __future__ import annotations
 
+import hashlib
 import types
 import typing
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -42,45 +44,95 @@ _FIELD_OF_KIND = {
 }
 
 
-def load_directory(directory: str | Path) -> ClusterState:
-    """Read every manifest file below `directory` (recursively, hidden entries skipped)."""
+@dataclass(frozen=True)
+class ParsedFile:
+    """One file's objects (with their document location and list prefix), its problems,
+    and the kinds it holds that herald does not read."""
+
+    objects: tuple[tuple[BaseModel, Location, str], ...]
+    problems: tuple[Problem, ...]
+    ignored: tuple[str, ...]
+
+
+def load_directory(
+    directory: str | Path, cache: dict[Path, tuple[bytes, ParsedFile]] | None = None
+) -> ClusterState:
+    """Read every manifest file below `directory` (recursively, hidden entries skipped).
+
+    With `cache` (path -> (digest of the text, ParsedFile)), a file whose text is unchanged
+    is not parsed again: a watcher re-reading a large directory on every change then pays
+    for reading it, and for parsing the changed file only. (A digest, not the mtime: two
+    writes within one timestamp tick would look alike.)"""
     root = Path(directory)
     if not root.is_dir():
         raise ManifestError([Problem(Location(str(root), 0), "(directory)", "not a directory")])
-    files: dict[str, str] = {}
+    parsed: dict[str, ParsedFile] = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.is_file() and path.suffix in MANIFEST_SUFFIXES:
-            files[str(path)] = path.read_text(encoding="utf-8", errors="replace")
-    return parse_manifests(files)
+        if not (path.suffix in MANIFEST_SUFFIXES and path.is_file()):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        cached = cache.get(path) if cache is not None else None
+        if cached is None or cached[0] != digest:
+            cached = (digest, parse_file(str(path), text))
+            if cache is not None:
+                cache[path] = cached
+        parsed[str(path)] = cached[1]
+    if cache is not None:
+        for gone in [p for p in cache if str(p) not in parsed]:
+            del cache[gone]
+    return combine(parsed)
 
 
 def parse_manifests(files: Mapping[str, str]) -> ClusterState:
     """Validate the documents of `files` (name -> text) into one snapshot."""
+    return combine({name: parse_file(name, files[name]) for name in files})
+
+
+def parse_file(file_name: str, text: str) -> ParsedFile:
+    """Validate one file's documents on their own (no cross-object checks)."""
+    problems: list[Problem] = []
+    objects: list[tuple[BaseModel, Location, str]] = []
+    ignored: dict[str, int] = {}
+    for location, document in _documents(file_name, text, problems):
+        for prefix, raw in _expand_lists(document):
+            obj = _validate(raw, location, prefix, problems, ignored)
+            if obj is not None:
+                objects.append((obj, location, prefix))
+    return ParsedFile(
+        tuple(objects),
+        tuple(problems),
+        tuple(kind for kind, count in ignored.items() for _ in range(count)),
+    )
+
+
+def combine(files: Mapping[str, ParsedFile]) -> ClusterState:
+    """Files into one snapshot: unique names, references between objects, every problem."""
     problems: list[Problem] = []
     objects: dict[str, list[Any]] = {field: [] for field in _FIELD_OF_KIND.values()}
     locations: dict[ObjectRef, Location] = {}
     ignored: dict[str, int] = {}
     for file_name in sorted(files):
-        for location, document in _documents(file_name, files[file_name], problems):
-            for prefix, raw in _expand_lists(document):
-                obj = _validate(raw, location, prefix, problems, ignored)
-                if obj is None:
-                    continue
-                ref = _ref_of(obj)
-                if ref in locations:
-                    problems.append(
-                        Problem(
-                            location,
-                            prefix + "metadata.name",
-                            f"{ref[0]} {_ref_text(ref)} is already defined at {locations[ref]}",
-                        )
+        parsed = files[file_name]
+        problems.extend(parsed.problems)
+        for kind in parsed.ignored:
+            ignored[kind] = ignored.get(kind, 0) + 1
+        for obj, location, prefix in parsed.objects:
+            ref = _ref_of(obj)
+            if ref in locations:
+                problems.append(
+                    Problem(
+                        location,
+                        prefix + "metadata.name",
+                        f"{ref[0]} {_ref_text(ref)} is already defined at {locations[ref]}",
                     )
-                    continue
-                locations[ref] = location
-                objects[_FIELD_OF_KIND[ref[0]]].append(obj)
+                )
+                continue
+            locations[ref] = location
+            objects[_FIELD_OF_KIND[ref[0]]].append(obj)
     state = ClusterState(
         **{field: tuple(values) for field, values in objects.items()},
         locations=MappingProxyType(locations),

@@ -22,7 +22,7 @@ from typing import Any
 import watchfiles
 import yaml
 
-from herald.api.manifests import MANIFEST_SUFFIXES, YAML_LOADER, load_directory
+from herald.api.manifests import MANIFEST_SUFFIXES, YAML_LOADER, ParsedFile, load_directory
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
 from herald.lab.cluster import GENERATED, LAB_DIR, PREFIX, lab, read_state
@@ -149,6 +149,7 @@ class Kubelet:
         self.topology = topology
         self.network: Lab = lab()
         self.pods: dict[str, Pod] = {}
+        self._parsed: dict[Path, tuple[bytes, ParsedFile]] = {}
         for node in topology.nodes:
             self.network.hosts[node.name] = PREFIX + node.name
 
@@ -169,7 +170,7 @@ class Kubelet:
             self._wait_listening(pod)
         PODS.write_text(json.dumps({n: p.pid for n, p in self.pods.items()}))
         try:
-            state = load_directory(self.manifests)
+            state = load_directory(self.manifests, self._parsed)
         except ManifestError as err:
             log.error(
                 "event=manifests_invalid first=%r keeping=endpointslices", str(err.problems[0])

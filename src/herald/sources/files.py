@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import watchfiles
 
 from herald.api.core import Service, ServiceStatus
-from herald.api.manifests import load_directory
+from herald.api.manifests import ParsedFile, load_directory
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
@@ -43,12 +43,14 @@ class FileSource:
     def __init__(self, manifests: str | Path, state: str | Path | None = None) -> None:
         self.manifests = Path(manifests)
         self.state = Path(state) if state is not None else state_path_for(self.manifests)
+        # Parsed files by path: a change re-parses only what changed.
+        self._parsed: dict[Path, tuple[bytes, ParsedFile]] = {}
 
     # -- reading -----------------------------------------------------------------------------
 
     def load(self) -> ClusterState:
         """One snapshot: the manifests, with status from the state file where it has one."""
-        return merge_status(load_directory(self.manifests), self.read_state())
+        return merge_status(load_directory(self.manifests, self._parsed), self.read_state())
 
     def read_state(self) -> dict[str, Any]:
         try:
