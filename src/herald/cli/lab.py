@@ -13,6 +13,7 @@ import click
 from herald.cli.source_option import manifests_option
 from herald.lab import cluster
 from herald.lab.netns import LabError
+from herald.lab.topology_file import load_topology
 
 mode_option = click.option(
     "--mode",
@@ -34,12 +35,21 @@ def lab() -> None:
 @click.option("--nodes", type=click.IntRange(1, 5), default=5, show_default=True,
               help="Number of workers besides k8s-master1.")  # fmt: skip
 @mode_option
+@click.option(
+    "--topology",
+    "topology_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="YAML file of router, mode and nodes (see lab/topology_file.py); overrides "
+    "--router, --nodes and --mode.",
+)
 @manifests_option
-def up(router: str, nodes: int, mode: str, manifests: Path) -> None:
+def up(router: str, nodes: int, mode: str, topology_file: Path | None, manifests: Path) -> None:
     """Build the lab: router, clients, k8s-master1 and k8s-worker1..N with pods, controller
     and agents. Apply manifests by copying them into the manifests directory."""
     try:
-        topology = cluster.up(router, nodes, manifests, mode)  # type: ignore[arg-type]
+        described = load_topology(topology_file) if topology_file else None
+        topology = cluster.up(router, nodes, manifests, mode, described)  # type: ignore[arg-type]
     except (LabError, OSError) as err:
         click.echo(f"lab up failed (everything it made was removed): {err}", err=True)
         sys.exit(1)

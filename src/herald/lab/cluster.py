@@ -53,9 +53,11 @@ def up(
     workers: int = 5,
     manifests: Path = DEFAULT_MANIFESTS,
     mode: Mode = "bgp",
+    topology: Topology | None = None,
 ) -> Topology:
+    """Builds the lab: `topology` if given (--topology FILE), else the seed's."""
     down()
-    topology = seed_topology(router, workers, mode)
+    topology = topology or seed_topology(router, workers, mode)
     network = lab()
     state: dict[str, Any] = {
         "topology": topology.to_json(),
