@@ -24,7 +24,6 @@ from pathlib import Path
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
-from herald.lab.demo import run_demo
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 SERVICE = """apiVersion: v1
@@ -72,11 +71,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--router", choices=["frr", "bird"], default="frr")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=5,
+        help="workers besides k8s-master1 (fewer: less CPU contention on a small machine)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    run_demo(SEED, args.router, lambda _: None)
-    nodes = len(cluster.Topology.from_json(cluster.read_state()["topology"]).nodes)
+    topology = cluster.up(args.router, args.workers, DEFAULT_MANIFESTS)
+    nodes = len(topology.nodes)
+    for manifest in sorted(SEED.glob("*.yaml")):
+        (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
+    wait(lambda: external_ip("web1-lb") is not None, 30)
+    wait(lambda: hop_count(str(external_ip("web1-lb"))) == nodes, 60)
     appear: list[float] = []
     vanish: list[float] = []
     try:

@@ -59,7 +59,11 @@ def deployments(manifests: Path) -> list[dict[str, Any]]:
         ):
             continue
         try:
-            documents = list(yaml.load_all(path.read_text(), Loader=YAML_LOADER))
+            text = path.read_text()
+            # Most files hold no Deployment: skip parsing them (this runs on every change).
+            if "Deployment" not in text:
+                continue
+            documents = list(yaml.load_all(text, Loader=YAML_LOADER))
         except (OSError, yaml.YAMLError):
             continue
         found += [
