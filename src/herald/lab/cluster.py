@@ -25,11 +25,13 @@ from herald.lab.topology import (
     CLIENT_GATEWAY,
     LOCAL_ASN,
     ROUTER_ADDRESS,
+    SEGMENT6_PREFIX,
     Mode,
     RouterKind,
     Topology,
     node_manifests,
     seed_topology,
+    segment6,
 )
 
 PREFIX = "hl-"
@@ -139,10 +141,10 @@ def _build_network(network: Lab, topology: Topology) -> None:
     network.host("router", forwarding=True)
     network.bridge("sw", "br0")
     if topology.mode == "l2":
-        # The clients share the node segment: they and the router find a VIP by ARP.
+        # The clients share the node segment: they and the router find a VIP by ARP (NDP).
         for client, address in topology.clients.items():
             network.host(client)
-            _attach(network, client, address)
+            _attach(network, topology, client, address)
             network.route(client, "default", "via", ROUTER_ADDRESS)
     else:
         network.bridge("router", "lan0")
@@ -155,22 +157,29 @@ def _build_network(network: Lab, topology: Topology) -> None:
             network.route(client, "default", "via", CLIENT_GATEWAY)
         # Spread flows over the next hops by their ports too, not only by addresses.
         network.sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")
-    _attach(network, "router", ROUTER_ADDRESS)
+    _attach(network, topology, "router", ROUTER_ADDRESS)
     for node in topology.nodes:
         network.host(node.name, forwarding=True)
-        _attach(network, node.name, node.address)
+        _attach(network, topology, node.name, node.address)
         network.bridge(node.name, "cni0")
         network.address(node.name, "cni0", f"{node.pod_gateway}/24")
         network.route(node.name, "default", "via", ROUTER_ADDRESS)
+        if topology.dual_stack:
+            network.address(node.name, "cni0", f"{node.pod_gateway6}/64")
         for other in topology.nodes:
             if other is not node:
                 network.route(node.name, other.pod_cidr, "via", other.address)
+                if topology.dual_stack:
+                    network.route(node.name, other.pod_cidr6, "via", other.address6)
 
 
-def _attach(network: Lab, host: str, address: str) -> None:
+def _attach(network: Lab, topology: Topology, host: str, address: str) -> None:
     network.link("sw", host, host, "eth0")
     network.ip("sw", "link", "set", host, "master", "br0")
     network.address(host, "eth0", f"{address}/24")
+    if topology.dual_stack:
+        # Every segment host is on-link with the VIPs of the pool's IPv6 range: no route.
+        network.address(host, "eth0", f"{segment6(address)}/{SEGMENT6_PREFIX}")
 
 
 def _prepare_manifests(manifests: Path, topology: Topology) -> None:

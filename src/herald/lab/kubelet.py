@@ -4,7 +4,9 @@ It watches the manifests directory; for every `apps/v1` Deployment it keeps `rep
 running, placed round-robin over the workers (pod i of a Deployment on worker i mod W), each
 a namespace on its node's pod bridge serving HTTP (lab/pod.py); and it writes the
 EndpointSlices of every Service whose selector matches pods to `_lab/endpointslices.yaml`,
-marking a pod ready once it listens. This is what lets the lab create, scale and delete
+marking a pod ready once it listens. In the dual-stack (L2) lab a pod has an IPv6 address
+too, and a Service that asks for IPv6 gets an IPv6 slice as well (one slice per family, as
+Kubernetes writes them). This is what lets the lab create, scale and delete
 workloads the way a user does with kubectl.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 import watchfiles
 import yaml
 
+from herald.api.core import Service
 from herald.api.manifests import MANIFEST_SUFFIXES, YAML_LOADER, ParsedFile, load_directory
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
@@ -48,6 +51,7 @@ class Pod:
     spec: PodSpec
     address: str
     pid: int
+    address6: str | None = None  # in the dual-stack lab only
 
 
 def deployments(manifests: Path) -> list[dict[str, Any]]:
@@ -100,7 +104,8 @@ def desired_pods(items: list[dict[str, Any]], topology: Topology) -> dict[str, P
 
 
 def endpoint_slices(state: ClusterState, pods: dict[str, Pod]) -> str:
-    """Pure: one EndpointSlice per Service whose selector matches running pods."""
+    """Pure: per Service whose selector matches running pods, one EndpointSlice per IP
+    family it uses."""
     documents = []
     for svc in state.services:
         selector = svc.spec.selector
@@ -122,29 +127,49 @@ def endpoint_slices(state: ClusterState, pods: dict[str, Pod]) -> str:
             }
             for port in svc.spec.ports
         ]
-        documents.append(
-            {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {
-                    "name": f"{svc.metadata.name}-lab",
-                    "namespace": svc.metadata.namespace,
-                    "labels": {"kubernetes.io/service-name": svc.metadata.name},
-                },
-                "addressType": "IPv4",
-                "ports": ports,
-                "endpoints": [
-                    {
-                        "addresses": [pod.address],
-                        "nodeName": pod.spec.node,
-                        "targetRef": {"kind": "Pod", "name": pod.spec.name},
-                        "conditions": {"ready": True, "serving": True, "terminating": False},
-                    }
-                    for pod in members
-                ],
-            }
-        )
+        for family in service_families(svc):
+            addresses = [
+                (pod, pod.address if family == "IPv4" else pod.address6) for pod in members
+            ]
+            documents.append(
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        # The IPv4 slice keeps the name it had before the lab had IPv6.
+                        "name": f"{svc.metadata.name}-lab" + ("" if family == "IPv4" else "-v6"),
+                        "namespace": svc.metadata.namespace,
+                        "labels": {"kubernetes.io/service-name": svc.metadata.name},
+                    },
+                    "addressType": family,
+                    "ports": ports,
+                    "endpoints": [
+                        {
+                            "addresses": [address],
+                            "nodeName": pod.spec.node,
+                            "targetRef": {"kind": "Pod", "name": pod.spec.name},
+                            "conditions": {"ready": True, "serving": True, "terminating": False},
+                        }
+                        for pod, address in addresses
+                        if address is not None
+                    ],
+                }
+            )
     return yaml.safe_dump_all(documents, sort_keys=False) if documents else ""
+
+
+def service_families(svc: Service) -> tuple[str, ...]:
+    """The IP families a Service's endpoints are listed in. Kubernetes fills `ipFamilies` in
+    (IPv4 first in this lab's cluster, as in most dual-stack ones); lab manifests may leave
+    it out, so a dual-stack policy alone means both families and nothing means IPv4."""
+    if svc.spec.ip_families:
+        families: tuple[str, ...] = tuple(svc.spec.ip_families)
+        if svc.spec.ip_family_policy != "SingleStack" and len(families) == 1:
+            families += ("IPv6" if families == ("IPv4",) else "IPv4",)
+        return families
+    if svc.spec.ip_family_policy == "SingleStack":
+        return ("IPv4",)
+    return ("IPv4", "IPv6")
 
 
 class Kubelet:
@@ -192,6 +217,7 @@ class Kubelet:
     def _start(self, spec: PodSpec) -> Pod:
         node = self.topology.node(spec.node)
         address = self._free_address(node)
+        address6 = node.pod_address6(address) if self.topology.dual_stack else None
         host = self._host(spec.name)
         self.network.host(host)
         # Interface names have 15 characters at most: name the node's end by a digest.
@@ -201,13 +227,19 @@ class Kubelet:
         self.network.ip(node.name, "link", "set", port, "type", "bridge_slave", "hairpin", "on")
         self.network.address(host, "eth0", f"{address}/24")
         self.network.route(host, "default", "via", node.pod_gateway)
+        if address6 is not None:
+            self.network.address(host, "eth0", f"{address6}/64")
+            self.network.route(host, "default", "via", node.pod_gateway6)
         process = self.network.spawn(
             host,
             [sys.executable, "-m", "herald.lab.pod", "--name", spec.name, "--node", spec.node,
              "--port", str(spec.port)],
         )  # fmt: skip
-        log.info("event=pod_started pod=%s node=%s address=%s", spec.name, spec.node, address)
-        return Pod(spec, address, process.pid)
+        log.info(
+            "event=pod_started pod=%s node=%s address=%s address6=%s",
+            spec.name, spec.node, address, address6,
+        )  # fmt: skip
+        return Pod(spec, address, process.pid, address6)
 
     def _wait_listening(self, pod: Pod) -> None:
         deadline = time.monotonic() + 10

@@ -12,6 +12,11 @@ who has it, and the router runs no BGP.
 
 Each node has a pod bridge cni0 with 198.18.N.1/24 (master N=0, workerK N=K) and routes to
 every other node's pod CIDR through that node: a minimal CNI.
+
+The L2 lab is dual-stack, so that an IPv6 VIP (announced by NDP) has backends: every host
+on the segment also has 2001:db8:2::X/64 with X the last byte of its IPv4 address (router
+::1, nodes ::10 and ::21-25, clients ::100 and ::101, the pool's IPv6 range ::200-220),
+and each node's pods 2001:db8:18:N::/64 besides 198.18.N.0/24. The BGP lab stays IPv4-only.
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ CLIENT_GATEWAY = "198.51.100.1"
 CLIENTS = {"client1": "198.51.100.10", "client2": "198.51.100.11"}
 L2_CLIENTS = {"client1": "192.0.2.100", "client2": "192.0.2.101"}
 POOL = "203.0.113.0/24"
+SEGMENT6 = "2001:db8:2::"
+SEGMENT6_PREFIX = 64
+
+
+def segment6(address: str) -> str:
+    """The IPv6 address of a host on the L2 lab's segment, from its IPv4 one (same last
+    number, its digits read as hex: 192.0.2.21 -> 2001:db8:2::21, easy to match by eye)."""
+    return SEGMENT6 + address.rsplit(".", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,23 @@ class LabNode:
     def pod_gateway(self) -> str:
         return f"198.18.{self.pod_index}.1"
 
+    @property
+    def address6(self) -> str:
+        return segment6(self.address)
+
+    def pod_address6(self, address: str) -> str:
+        """The IPv6 address of the pod with IPv4 `address` on this node: the same last number
+        (198.18.N.X -> 2001:db8:18:N::X)."""
+        return f"2001:db8:18:{self.pod_index}::{address.rsplit('.', 1)[1]}"
+
+    @property
+    def pod_cidr6(self) -> str:
+        return f"2001:db8:18:{self.pod_index}::/64"
+
+    @property
+    def pod_gateway6(self) -> str:
+        return self.pod_address6(self.pod_gateway)
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -55,6 +85,12 @@ class Topology:
     @property
     def clients(self) -> dict[str, str]:
         return L2_CLIENTS if self.mode == "l2" else CLIENTS
+
+    @property
+    def dual_stack(self) -> bool:
+        # Only the L2 lab needs IPv6 (a VIP announced by NDP); the BGP lab's router and
+        # sessions are IPv4-only.
+        return self.mode == "l2"
 
     @property
     def workers(self) -> tuple[LabNode, ...]:
