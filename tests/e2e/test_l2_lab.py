@@ -8,6 +8,7 @@ end an owner restore it before the next. They take over the machine's lab like t
 from __future__ import annotations
 
 import collections
+import ipaddress
 import math
 import subprocess
 import time
@@ -30,6 +31,7 @@ from herald.lab.failover import (
     owner_of,
     owners,
     restore,
+    url,
 )
 from herald.lab.topology import Topology
 
@@ -38,6 +40,21 @@ ROOT = Path(__file__).resolve().parents[2]
 L2_SEED = ROOT / "examples" / "l2-seed"
 SPREAD = 60
 SHARED_IP = "192.0.2.220"
+IPV6_SERVICE = "default/web-v6"
+# In front of the web1-l2 pods, whose IPv6 addresses the lab's kubelet lists in a slice of
+# addressType IPv6; its VIP comes from the seed pool's IPv6 range.
+IPV6_MANIFEST = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web-v6, namespace: default}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: herald.io/l2
+  ipFamilyPolicy: SingleStack
+  ipFamilies: [IPv6]
+  selector: {app: web1-l2}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
 NOT_FAILOVER = (
     "  serviceSelector:\n    matchExpressions:\n      - {key: failover, operator: DoesNotExist}\n"
 )
@@ -107,6 +124,7 @@ def l2_lab() -> Iterator[Topology]:
                 text = text.replace("spec:\n", f"spec:\n{NOT_FAILOVER}", 1)
             _write(manifest.name, text)
         _write("failover.yaml", FAILOVER_MANIFESTS)
+        _write("ipv6.yaml", IPV6_MANIFEST)
         # Owners stay where they are placed (a node that turns live later takes nothing):
         # the spread is even only if every agent hears every other when the VIPs arrive.
         cluster.wait_until(lambda: all_live(len(topology.nodes)), 60, "every agent live")
@@ -121,7 +139,10 @@ def l2_lab() -> Iterator[Topology]:
 
 
 def curl(vip: str, port: int = 80, host: str = "client1") -> str:
-    return cluster.run_in(host, "curl", "-s", "-m", "3", f"http://{vip}:{port}/")
+    # -g: the brackets of an IPv6 URL are not a glob.
+    return cluster.run_in(
+        host, "curl", "-g", "-s", "-m", "3", "-w", "status=%{http_code}", url(vip, port)
+    )
 
 
 def test_neighbour_tables_hold_the_owners_mac(l2_lab: Topology) -> None:
@@ -129,6 +150,23 @@ def test_neighbour_tables_hold_the_owners_mac(l2_lab: Topology) -> None:
     owner = owner_of(vip)
     for host in ("router", "client1", "client2"):
         assert "pod=web1-l2-" in curl(vip, host=host)
+        assert neighbour_mac(host, vip) == mac_of(owner), host
+
+
+def ipv6_vip() -> str:
+    vip: str = cluster.wait_until(lambda: external_ip(IPV6_SERVICE), 30, "an IPv6 VIP")
+    assert ipaddress.ip_address(vip) in ipaddress.ip_network("2001:db8:2::/64"), vip
+    return vip
+
+
+def test_an_ipv6_vip_is_announced_by_ndp_and_reachable(l2_lab: Topology) -> None:
+    vip = ipv6_vip()
+    owner = owner_of(vip)
+    for host in ("client1", "client2", "router"):
+        answer = curl(vip, host=host)
+        assert "pod=web1-l2-" in answer and answer.endswith("status=200"), (host, answer)
+        # The entry was made by a neighbour solicitation the owner answered.
+        assert "2001:db8:2::" in cluster.run_in(host, "ip", "-6", "neigh", "show", vip)
         assert neighbour_mac(host, vip) == mac_of(owner), host
 
 
@@ -210,4 +248,22 @@ def test_only_the_owner_answers_during_a_failover(l2_lab: Topology) -> None:
     switch = speakers.index(new)
     assert set(speakers[:switch]) <= {old}, speakers
     assert set(speakers[switch:]) == {new}, speakers
+    cluster.wait_until(every_vip_owned, 30, "one owner for every VIP again")
+
+
+def test_ipv6_owner_failure_moves_the_vip(l2_lab: Topology) -> None:
+    """The IPv6 VIP's owner's agent killed: a survivor takes it over with unsolicited
+    neighbour advertisements and the client's requests succeed again through it."""
+    vip = ipv6_vip()
+    round_ = fail_owner(l2_lab, vip, "agent")
+    try:
+        assert round_.new != round_.old
+        result = round_.result
+        assert result.recovered_after is not None, result
+        assert result.recovered_after < 1.5, result
+        assert result.failed_window < 1.5, result
+        assert neighbour_mac("client1", vip) == mac_of(round_.new)
+        assert curl(vip).endswith("status=200")
+    finally:
+        restore(round_.old, "agent")
     cluster.wait_until(every_vip_owned, 30, "one owner for every VIP again")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from herald.lab.probe import Sample, failover
+import pytest
+
+from herald.lab.probe import Sample, failover, host_port
 
 OLD, NEW = "192.0.2.21", "192.0.2.22"
 
@@ -39,3 +41,13 @@ def test_never_recovered() -> None:
     result = failover(samples([(1.1, False, None), (1.2, True, OLD)]), 1.0, {NEW})
     assert result.recovered_after is None
     assert result.failed == 1
+
+
+def test_urls_of_either_family() -> None:
+    assert host_port("http://192.0.2.200/") == ("192.0.2.200", 80)
+    assert host_port("http://192.0.2.200:8081/") == ("192.0.2.200", 8081)
+    assert host_port("http://[2001:db8:2::200]/") == ("2001:db8:2::200", 80)
+    assert host_port("http://[2001:db8:2::200]:8081") == ("2001:db8:2::200", 8081)
+    for bad in ("http://2001:db8:2::200/", "https://192.0.2.200/", "http://[x]/"):
+        with pytest.raises(ValueError):
+            host_port(bad)

@@ -103,9 +103,16 @@ def neighbour_mac(host: str, vip: str) -> str | None:
 
 
 def entry_addresses(topology: Topology, node: str) -> set[str]:
-    """What a pod sees as the client of a request that entered by `node` (SNAT)."""
+    """What a pod sees as the client of a request that entered by `node` (SNAT), in either
+    family (the IPv6 ones only appear in the dual-stack L2 lab)."""
     lab_node = topology.node(node)
-    return {lab_node.address, lab_node.pod_gateway}
+    return {lab_node.address, lab_node.pod_gateway, lab_node.address6, lab_node.pod_gateway6}
+
+
+def url(vip: str, port: int = 80) -> str:
+    """The URL of `vip`: an IPv6 address goes in brackets (curl needs -g for them)."""
+    host = f"[{vip}]" if ":" in vip else vip
+    return f"http://{host}:{port}/"
 
 
 def kill_agent(node: str) -> float:
@@ -143,10 +150,9 @@ def fail_owner(
     `duration` seconds, starting `before` seconds earlier. The caller restores the node
     (`cluster.start_agent` / `set_link(node, True)`)."""
     old = owner_of(vip)
-    url = f"http://{vip}/"
     probe = subprocess.Popen(
         ["ip", "netns", "exec", cluster.PREFIX + client, sys.executable, "-m", "herald.lab.probe",
-         url, str(INTERVAL), str(duration)],
+         url(vip), str(INTERVAL), str(duration)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -111,12 +111,21 @@ async def probe(host: str, port: int, interval: float, duration: float) -> list[
     return sorted(samples, key=lambda s: s.start)
 
 
+def host_port(url: str) -> tuple[str, int]:
+    """`http://HOST[:PORT]/`, HOST a name, an IPv4 address or an IPv6 one in brackets."""
+    match = re.fullmatch(r"http://(?:\[([0-9a-fA-F:.]+)\]|([^/:\[\]]+))(?::(\d+))?/?", url)
+    if match is None:
+        raise ValueError(f"{url!r}: expected http://HOST[:PORT]/")
+    return match.group(1) or match.group(2), int(match.group(3) or 80)
+
+
 def main(argv: list[str]) -> None:
     url, interval, duration = argv[0], float(argv[1]), float(argv[2])
-    match = re.fullmatch(r"http://([^/:]+)(?::(\d+))?/?", url)
-    if match is None:
-        raise SystemExit(f"probe: {url!r}: expected http://HOST[:PORT]/")
-    samples = asyncio.run(probe(match.group(1), int(match.group(2) or 80), interval, duration))
+    try:
+        host, port = host_port(url)
+    except ValueError as err:
+        raise SystemExit(f"probe: {err}") from None
+    samples = asyncio.run(probe(host, port, interval, duration))
     print(json.dumps([[s.start, s.end, s.ok, s.entered] for s in samples]))
 
 
