@@ -219,3 +219,19 @@ def test_two_services_share_one_address(lab_cleanup: None) -> None:
         answer = cluster.run_in("client1", "curl", "-s", "-m", "2", f"http://{VIP}:8081/")
     assert "pod=web1-" in answer
     assert "pod=web1-" in curl()
+
+
+def test_lab_from_a_topology_file(lab_cleanup: None) -> None:
+    from herald.lab.topology_file import load_topology
+
+    topology = load_topology(ROOT / "topologies" / "small.yaml")
+    cluster.up(topology=topology)
+    for manifest in sorted(SEED.glob("*.yaml")):
+        (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
+    wait_for_hops({"192.0.2.10", "192.0.2.21", "192.0.2.22"}, timeout=60)
+    answers = "".join(curl() for _ in range(6))
+    assert answers.count("pod=web1-") == 6
+    assert set(re.findall(r"node=(\S+)", answers)) <= {"w1", "w2"}
+    # The router is BIRD, as the file says.
+    ctl = str(cluster.LAB_DIR / "router" / "bird.ctl")
+    assert "Established" in cluster.run_in("router", "birdc", "-s", ctl, "show protocols")
