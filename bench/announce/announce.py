@@ -24,6 +24,7 @@ from pathlib import Path
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
+from herald.lab.demo import external_ip
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 SERVICE = """apiVersion: v1
@@ -52,16 +53,6 @@ def wait(predicate: Callable[[], bool], timeout: float) -> float:
     raise TimeoutError
 
 
-def external_ip(name: str) -> str | None:
-    try:
-        state = json.loads((DEFAULT_MANIFESTS / ".herald" / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-    ingress = state.get("services", {}).get(f"default/{name}", {})
-    ips = ingress.get("loadBalancer", {}).get("ingress", [])
-    return ips[0]["ip"] if ips else None
-
-
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -84,8 +75,8 @@ def main() -> None:
     nodes = len(topology.nodes)
     for manifest in sorted(SEED.glob("*.yaml")):
         (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
-    wait(lambda: external_ip("web1-lb") is not None, 30)
-    wait(lambda: hop_count(str(external_ip("web1-lb"))) == nodes, 60)
+    wait(lambda: external_ip("default/web1-lb") is not None, 30)
+    wait(lambda: hop_count(str(external_ip("default/web1-lb"))) == nodes, 60)
     appear: list[float] = []
     vanish: list[float] = []
     try:
@@ -95,7 +86,7 @@ def main() -> None:
             temporary.write_text(SERVICE.format(index=index))
             start = time.perf_counter()
             temporary.rename(path)
-            name = f"bench-{index}"
+            name = f"default/bench-{index}"
             wait(lambda name=name: external_ip(name) is not None, 10)  # type: ignore[misc]
             vip = external_ip(name)
             assert vip is not None

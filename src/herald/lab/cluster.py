@@ -13,14 +13,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from herald.agent.status import DEFAULT_STATUS_DIR
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab.netns import Lab, LabError, delete_namespace, end_process, namespaces, run
-from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec
+from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec, wait_for
 from herald.lab.topology import (
     CLIENT_GATEWAY,
     LOCAL_ASN,
@@ -264,13 +263,7 @@ def _record(network: Lab, state: dict[str, Any]) -> None:
 
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise LabError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_for(check, timeout, what, interval=0.1)
 
 
 def run_in(host: str, *argv: str, check: bool = False) -> str:
