@@ -111,6 +111,11 @@ def build(lab: Lab) -> None:
         lab.host(host)
     for host in ("r1", "n1", "n2"):
         lab.host(host, forwarding=True)
+    for node in NODES:
+        # The kernel sends a client at most six ICMP errors at once (then one a second):
+        # tests that count rejected datagrams would count the rate limit instead.
+        lab.sysctl(node, "net.ipv4.icmp_ratelimit", "0")
+        lab.sysctl(node, "net.ipv6.icmp.ratelimit", "0")
     lab.link("c1", "eth0", "r1", "eth1")
     dual_address(lab, "c1", "eth0", CLIENT)
     lab.address("c1", "eth0", f"{OTHER_CLIENT}/24")

@@ -138,6 +138,25 @@ def test_udp_service(cluster: Cluster) -> None:
     assert refused["errors"] == {"ConnectionRefusedError": 2}
 
 
+def test_udp_flows_leave_a_removed_backend(cluster: Cluster) -> None:
+    # The same source ports again are the same conntrack entries: without herald forgetting
+    # them, they would stay on the removed backend, and on the service with none left.
+    dns = web_port(Protocol.UDP, 53)
+    cluster.apply([dns])
+    before = cluster.connect(30, port=53, udp=True, sport=42000)
+    assert before["errors"] == {}
+    assert "p2a" in before["by_sport"].values()
+    cluster.apply([replace(dns, backends=BACKENDS[:2])])
+    after = cluster.connect(30, port=53, udp=True, sport=42000)
+    assert after["errors"] == {}
+    assert sorted(set(after["by_sport"].values())) == ["p1a", "p1b"]
+    kept = {p: b for p, b in before["by_sport"].items() if b != "p2a"}
+    assert kept.items() <= after["by_sport"].items(), "flows on remaining backends stay"
+    cluster.apply([replace(dns, backends=())])
+    refused = cluster.connect(30, port=53, udp=True, sport=42000)
+    assert refused["errors"] == {"ConnectionRefusedError": 30}
+
+
 def test_the_node_itself_reaches_the_vip(cluster: Cluster) -> None:
     cluster.apply([web()])
     result = cluster.connect(90, host="n2")

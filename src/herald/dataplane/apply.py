@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from herald.dataplane.command import Runner, in_netns, run_command
+from herald.dataplane.conntrack import Conntrack, Flow, stale_flows
 from herald.dataplane.model import DataplaneService, NodeContext
 from herald.dataplane.render import (
     SERVICE_SETS,
@@ -59,11 +60,6 @@ class Counter:
 
 # A service's rules before and after a change; None when it did not exist or goes away.
 Change = tuple[ServiceRules | None, ServiceRules | None]
-Runner = Callable[[Sequence[str], str], "subprocess.CompletedProcess[str]"]
-
-
-def run_command(argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=False)
 
 
 @dataclass
@@ -74,8 +70,7 @@ class Nft:
     runner: Runner = run_command
 
     def argv(self, *args: str) -> list[str]:
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        return [*prefix, "nft", *args]
+        return in_netns(self.netns, "nft", *args)
 
     def transaction(self, script: str, check_only: bool = False) -> str | None:
         """Run `script` as one transaction; the error text when nft refuses it."""
@@ -95,6 +90,8 @@ class Nft:
 class Datapath:
     node: NodeContext
     nft: Nft = field(default_factory=Nft)
+    # Where stale UDP flows are forgotten; by default beside nft, in its namespace.
+    conntrack: Conntrack | None = None
     # What the kernel holds: the shared objects, each service's rules, and how many
     # services list each element (a VIP shared by two services is one element, deleted
     # with the last of them).
@@ -114,6 +111,13 @@ class Datapath:
     conflicts: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     resync_chunk: int = RESYNC_CHUNK
+    # UDP flows the services rendered since the last commit leave on a backend they no
+    # longer use; forgotten once the new rules serve.
+    stale: list[Flow] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.conntrack is None:
+            self.conntrack = Conntrack(self.nft.netns, self.nft.runner)
 
     def render(self, services: Iterable[DataplaneService]) -> set[str]:
         """Update the desired state; the keys of the services whose rules may differ."""
@@ -126,7 +130,10 @@ class Datapath:
             else:
                 fresh[service.key] = (service, render_service(service, self.node))
                 touched.add(service.key)
-        touched |= self.rendered.keys() - fresh.keys()
+                self.stale += stale_flows(seen and seen[0], service, self.node.node_name)
+        for key in self.rendered.keys() - fresh.keys():
+            self.stale += stale_flows(self.rendered[key][0], None, self.node.node_name)
+            touched.add(key)
         self.rendered = fresh
         # A changed service gives up its claims and competes again, with the ones refused
         # before, for the claims nobody else holds: a service that did not change keeps
@@ -177,6 +184,7 @@ class Datapath:
         self.services = dict(self.desired)
         self.users = collections.Counter(e for s in desired.services for e in s.elements)
         self.pending = set()
+        self.forget_stale()
         self.raise_conflicts({})
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
@@ -204,7 +212,13 @@ class Datapath:
         # A refused service still uses the chains of its previous rules.
         still = [c for key in failed if key in self.services for c in self.services[key].chains]
         self.remove_base(base_for([*self.chain_users, *still], self.node))
+        self.forget_stale()
         self.raise_conflicts(failed)
+
+    def forget_stale(self) -> None:
+        assert self.conntrack is not None
+        stale, self.stale = self.stale, []
+        self.conntrack.forget(stale)
 
     def change(self, pairs: Sequence[Change]) -> str | None:
         """Apply `pairs` in one transaction and record them; nft's error if refused."""
