@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from herald.lab.topology import Topology
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]
 L2_SEED = ROOT / "examples" / "l2-seed"
-SPREAD = 60
+SPREAD = 97
 SHARED_IP = "192.0.2.220"
 IPV6_SERVICE = "default/web-v6"
 # In front of the web1-l2 pods, whose IPv6 addresses the lab's kubelet lists in a slice of
@@ -83,11 +84,11 @@ def _service(name: str, port: int, annotations: dict[str, str]) -> str:
 
 
 def extra_pool() -> str:
-    # The seed's pool has 21 addresses; the spread needs more, still in the node segment.
+    # The seed's pool has 21 addresses; the spread needs 100, still in the node segment.
     return (
         "apiVersion: herald.io/v1alpha1\nkind: LoadBalancerIPPool\n"
         "metadata:\n  name: spread\nspec:\n  blocks:\n"
-        "    - {start: 192.0.2.128, stop: 192.0.2.191}\n"
+        "    - {start: 192.0.2.110, stop: 192.0.2.191}\n"
     )
 
 
@@ -174,12 +175,11 @@ def test_services_spread_over_every_node_with_one_owner_each(l2_lab: Topology) -
     assert seen is not None
     load = collections.Counter(nodes[0] for nodes in seen.values())
     assert set(load) == {node.name for node in l2_lab.nodes}, load
-    # Evenness itself (max/mean <= 1.1 for one computation) is held by the unit tests. In
-    # this lab it is not yet: under the burst of new Services an agent busy programming
-    # its datapath can miss heartbeats long enough to be declared dead, its VIPs move, and
-    # stickiness keeps them moved (max/mean 1.33-1.62 measured; docs/l2.md, open in #6).
-    # So here: every node owns some, each VIP exactly one owner (every_vip_owned).
-    assert min(load.values()) >= 1, load
+    # One computation keeps max/mean <= 1.1 (unit tests). Here 100 VIPs arrive over several
+    # snapshots while six agents share two CPUs: an agent starved for longer than the
+    # detection time is declared dead, its VIPs move, and stickiness keeps them moved.
+    # Measured 1.14-1.20 (1.33-1.62 before stalled agents forgave their peers); docs/l2.md.
+    assert max(load.values()) / statistics.mean(load.values()) <= 1.3, load
     # Every VIP answers through its owner; a sample of them, from the other client.
     for vip in sorted(seen)[:: len(seen) // 6]:
         assert "pod=" in curl(vip, host="client2")

@@ -214,9 +214,12 @@ class Heartbeat:
     sequence: int = 0
     next_send: float = 0.0
     outbox: list[tuple[bytes, Address]] = field(default_factory=list)
+    # When the timer last ran. It runs at least once an interval, so a longer gap means this
+    # node itself was stalled (starved of CPU, paused): see `_forgive_stall`.
+    awake: float = 0.0
 
     def __post_init__(self) -> None:
-        self.next_send = self.started
+        self.next_send = self.awake = self.started
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -273,6 +276,7 @@ class Heartbeat:
         return events
 
     def handle_timer(self, now: float) -> list[Event]:
+        self._forgive_stall(now)
         if now >= self.next_send:
             self._send_all(now)
             # Keep the grid: a late timer does not push every later heartbeat back.
@@ -335,6 +339,23 @@ class Heartbeat:
         )
         data = encode(message, self.config.key)
         self.outbox += [(data, peer.address) for peer in self.peers.values()]
+
+    def _forgive_stall(self, now: float) -> None:
+        """Silence that fell while this node was stalled is not held against its peers.
+
+        A stalled node neither reads nor sends; when it runs again, its timer may fire
+        before it has read the heartbeats queued in its socket, and every peer would look
+        dead because of this node's own stall. So the stall (beyond the one interval the
+        timer may take) is added to the time each peer was last heard: a peer that really
+        failed is still declared dead, at most `detection_time` after the stall ends.
+        """
+        stall = now - self.awake - self.config.interval
+        self.awake = now
+        if stall <= 0:
+            return
+        for peer in self.peers.values():
+            if peer.last_heard is not None:
+                peer.last_heard = min(peer.last_heard + stall, now)
 
     def _state_at(self, peer: _Peer, now: float) -> PeerState:
         interval, multiplier = self.config.interval, self.config.multiplier

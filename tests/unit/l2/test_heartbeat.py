@@ -201,3 +201,32 @@ def test_any_corruption_of_a_datagram_is_a_heartbeat_error(
     for data in (junk, good[:index] + bytes([good[index] ^ flip]) + good[index + 1 :]):
         with pytest.raises(HeartbeatError):
             decode(data, KEY)
+
+
+def test_a_stalled_node_does_not_blame_its_peers_for_its_own_stall() -> None:
+    # n1 is starved of CPU for 2 s: it neither runs its timer nor reads its socket. When it
+    # runs again its timer comes first, before the heartbeats queued meanwhile.
+    net = three()
+    net.run_until(1.0)
+    stalled = net.agents.pop("n1")
+    net.run_until(3.0)
+    net.agents["n1"] = stalled
+    assert stalled.live() == {"n1", "n2", "n3"}
+    events = stalled.handle_timer(3.0)
+    assert not [e for e in events if isinstance(e, PeerChanged) and e.after is PeerState.DEAD]
+    assert stalled.live() == {"n1", "n2", "n3"}
+    net.run_until(3.3)
+    assert stalled.heard() == {"n2", "n3"}
+
+
+def test_a_peer_that_fails_during_a_stall_is_dead_within_the_detection_time_after_it() -> None:
+    net = three()
+    net.run_until(1.0)
+    stalled = net.agents.pop("n1")
+    net.down.add("n3")  # fails at 1.0, while n1 is stalled
+    net.run_until(3.0)
+    net.agents["n1"] = stalled
+    stalled.handle_timer(3.0)
+    net.run_until(3.0 + 0.5 + 0.0015)
+    assert stalled.live() == {"n1", "n2"}
+    assert 3.0 < net.changed_at("n1", "n3", PeerState.DEAD) <= 3.5 + 0.0015
