@@ -175,11 +175,11 @@ def test_services_spread_over_every_node_with_one_owner_each(l2_lab: Topology) -
     assert seen is not None
     load = collections.Counter(nodes[0] for nodes in seen.values())
     assert set(load) == {node.name for node in l2_lab.nodes}, load
-    # One computation keeps max/mean <= 1.1 (unit tests). Here 100 VIPs arrive over several
-    # snapshots while six agents share two CPUs: an agent starved for longer than the
-    # detection time is declared dead, its VIPs move, and stickiness keeps them moved.
-    # Measured 1.14-1.20 (1.33-1.62 before stalled agents forgave their peers); docs/l2.md.
-    assert max(load.values()) / statistics.mean(load.values()) <= 1.3, load
+    # The cap is ceil(1.1 x 100 / 6) = 19 VIPs, max/mean 1.14. It holds here only if no
+    # agent is declared dead while the VIPs arrive (its VIPs would move and stay moved):
+    # six agents share two CPUs, so heartbeats run in their own thread (docs/l2.md).
+    # Measured 1.14 in 5 of 5 runs; 1.14-1.20 with heartbeats on the agent's event loop.
+    assert max(load.values()) / statistics.mean(load.values()) <= 1.2, load
     # Every VIP answers through its owner; a sample of them, from the other client.
     for vip in sorted(seen)[:: len(seen) // 6]:
         assert "pod=" in curl(vip, host="client2")

@@ -65,7 +65,7 @@ class Announcer:
 
     def live(self) -> frozenset[str]:
         """Nodes this one believes alive (itself included)."""
-        return self._liveness.heartbeat.live() if self._liveness is not None else frozenset()
+        return self._liveness.view().live if self._liveness is not None else frozenset()
 
     def owned(self) -> dict[str, frozenset[IPAddress]]:
         """VIPs answered for, per interface."""
@@ -93,17 +93,17 @@ class Announcer:
         self._scheduled = False
         if self._liveness is None:
             return
-        heartbeat, now = self._liveness.heartbeat, self._loop.time()
+        known = self._liveness.view()
         self.view = node_view(
             self.node,
             self.announced,
-            heartbeat.live(),
-            heartbeat.heard(),
-            len(heartbeat.peers),
-            heartbeat.claims(),
+            known.live,
+            known.heard,
+            known.peer_count,
+            known.claims,
             self.view,
-            now,
-            heartbeat.settled(now),
+            self._loop.time(),
+            known.settled,
         )
         per_interface: dict[str, set[IPAddress]] = {}
         for vip, owner in self.view.items():
@@ -116,9 +116,9 @@ class Announcer:
         # stops as soon as it computes the same owners), and, when it hears a peer again
         # after hearing none (its link or the heartbeat path was cut), everything it
         # kept meanwhile, since others took it over and announced it.
-        others = {v for n, vips in heartbeat.claims().items() if n != self.node for v in vips}
+        others = {v for n, vips in known.claims.items() if n != self.node for v in vips}
         contested = others & mine
-        alone = not heartbeat.heard()
+        alone = not known.heard
         again = contested - self._contested
         if self._alone and not alone:
             again = mine

@@ -1,51 +1,92 @@
-"""The heartbeat protocol on a UDP socket (the asyncio shell around `heartbeat.Heartbeat`).
+"""The heartbeat protocol on a UDP socket (the shell around `heartbeat.Heartbeat`), in a
+thread of its own.
 
-One socket, one timer: every datagram goes to `handle_datagram`, the single timer is set to
-`next_deadline()`, and what the core wants sent is sent after each call. The core's clock is
-the event loop's (monotonic); timestamps in datagrams are wall-clock time through the
-offset measured at start.
+Heartbeats must keep their rhythm while the agent is busy: an agent that programs its
+datapath for a burst of new Services can keep its event loop (and a C call can keep the
+GIL) for longer than the detection time, and its peers would declare it dead. So the
+socket is served by a dedicated thread that only reads, times and sends: it waits in
+epoll (the GIL released) until a datagram arrives or the core's next deadline, reads
+every datagram queued before running the timer, and sends what the core wants sent. The
+core is shared with the caller's thread under one lock; events are handed to the caller's
+event loop. The core's clock is `time.monotonic()`, the clock of asyncio's default loop;
+timestamps in datagrams are wall-clock time through the offset measured at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import selectors
+import socket
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from herald.dataplane.model import IPAddress
-from herald.l2.heartbeat import Address, Config, Event, Heartbeat, PeerChanged, Rejected
+from herald.l2.heartbeat import (
+    MAX_DATAGRAM,
+    Address,
+    Config,
+    Event,
+    Heartbeat,
+    PeerChanged,
+    Rejected,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7946
+# How long `close` waits for the thread: it wakes at once, so only a hung system waits.
+_JOIN_TIMEOUT = 2.0
 
 
 def start_config(node: str, key: bytes, **settings: float | int | None) -> Config:
     """A Config for an agent starting now: its incarnation is the wall clock in ms, so it
     grows across restarts, and timestamps follow the wall clock."""
-    loop = asyncio.get_running_loop()
     return Config(
         node=node,
         key=key,
         incarnation=time.time_ns() // 1_000_000,
-        wall_offset=time.time() - loop.time(),
+        wall_offset=time.time() - time.monotonic(),
         **settings,  # type: ignore[arg-type]
     )
 
 
-class Liveness(asyncio.DatagramProtocol):
-    """Sends and receives heartbeats; `on_event` sees every peer change and rejection."""
+@dataclass(frozen=True)
+class View:
+    """What the core knows at one moment, read in one piece."""
+
+    live: frozenset[str]
+    heard: frozenset[str]
+    peer_count: int
+    claims: dict[str, Collection[IPAddress]]
+    settled: bool
+
+
+class Liveness:
+    """Sends and receives heartbeats; `on_event` sees every peer change and rejection, on
+    the event loop that opened it."""
 
     def __init__(
-        self, heartbeat: Heartbeat, on_event: Callable[[Event], None] | None = None
+        self,
+        heartbeat: Heartbeat,
+        sock: socket.socket,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
         self.on_event = on_event
-        self._transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._sock = sock
+        self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
+        # Written to by the caller's thread to wake the heartbeat thread at once.
+        self._wake_read, self._wake_write = os.pipe()
+        self._stopping = False
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._serve, name=f"heartbeat-{heartbeat.config.node}", daemon=True
+        )
 
     @classmethod
     async def open(
@@ -55,52 +96,119 @@ class Liveness(asyncio.DatagramProtocol):
         bind: Address,
         on_event: Callable[[Event], None] | None = None,
     ) -> Liveness:
-        loop = asyncio.get_running_loop()
-        heartbeat = Heartbeat(config, started=loop.time())
+        heartbeat = Heartbeat(config, started=time.monotonic())
         heartbeat.set_peers(peers)
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(heartbeat, on_event), local_addr=bind
-        )
-        return protocol
+        family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind(bind)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        liveness = cls(heartbeat, sock, on_event)
+        liveness._thread.start()
+        return liveness
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A datagram endpoint's transport, though not always a DatagramTransport subclass.
-        self._transport = cast(asyncio.DatagramTransport, transport)
-        self._run(self.heartbeat.handle_timer(self._loop.time()))
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        # IPv6 sockets add flow info and scope id: the peer is (host, port).
-        address = (str(addr[0]), int(addr[1]))
-        self._run(self.heartbeat.handle_datagram(data, address, self._loop.time()))
-
-    def error_received(self, exc: Exception) -> None:
-        # An ICMP error for an earlier datagram (a peer's port closed): the timeout decides.
-        log.debug("event=heartbeat_socket_error error=%r", str(exc))
+    def view(self) -> View:
+        with self._lock:
+            beat = self.heartbeat
+            return View(
+                beat.live(),
+                beat.heard(),
+                len(beat.peers),
+                beat.claims(),
+                beat.settled(time.monotonic()),
+            )
 
     def set_owned(self, vips: Iterable[IPAddress]) -> None:
-        self.heartbeat.set_owned(vips, self._loop.time())
-        self._run([])
+        with self._lock:
+            self.heartbeat.set_owned(vips, time.monotonic())
+        self._wake()
 
     def set_peers(self, peers: Mapping[str, Address]) -> None:
-        self.heartbeat.set_peers(peers)
-        self._run([])
+        with self._lock:
+            self.heartbeat.set_peers(peers)
+        self._wake()
 
     def close(self, leave: bool = True) -> None:
         """Stops; with `leave`, peers are told first so they take over at once."""
-        if leave and self._transport is not None:
-            self.heartbeat.leave(self._loop.time())
-            self._flush()
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake()
+        self._thread.join(_JOIN_TIMEOUT)
+        self._closed = True
+        if leave:
+            with self._lock:
+                self.heartbeat.leave(time.monotonic())
+                outbox = self.heartbeat.datagrams_to_send()
+            self._send(outbox)
+        self._sock.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._run(self.heartbeat.handle_timer(self._loop.time()))
+    # -- the heartbeat thread --------------------------------------------------------------
 
-    def _run(self, events: list[Event]) -> None:
+    def _serve(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            # Peers will declare this node dead: say why.
+            log.exception("event=heartbeat_thread_failed node=%s", self.heartbeat.config.node)
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            self._beat(selector)
+
+    def _beat(self, selector: selectors.BaseSelector) -> None:
+        with self._lock:
+            events = self.heartbeat.handle_timer(time.monotonic())
+            outbox = self.heartbeat.datagrams_to_send()
+        self._deliver(events, outbox)
+        while not self._stopping:
+            with self._lock:
+                timeout = max(0.0, self.heartbeat.next_deadline() - time.monotonic())
+            ready = selector.select(timeout)
+            if self._stopping:
+                return
+            if any(key.fd == self._wake_read for key, _ in ready):
+                os.read(self._wake_read, 4096)
+            events, outbox = self._step()
+            self._deliver(events, outbox)
+
+    def _step(self) -> tuple[list[Event], list[tuple[bytes, Address]]]:
+        """Every datagram queued, then the timer if it is due: a datagram that waited in
+        the socket must count before the timer judges its sender."""
+        events: list[Event] = []
+        received = self._receive_all()
+        with self._lock:
+            for data, address in received:
+                events += self.heartbeat.handle_datagram(data, address, time.monotonic())
+            now = time.monotonic()
+            if now >= self.heartbeat.next_deadline():
+                events += self.heartbeat.handle_timer(now)
+            return events, self.heartbeat.datagrams_to_send()
+
+    def _receive_all(self) -> list[tuple[bytes, Address]]:
+        received: list[tuple[bytes, Address]] = []
+        while True:
+            try:
+                data, addr = self._sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return received
+            except OSError as exc:
+                # An ICMP error for an earlier datagram (a peer's port closed): the
+                # timeout decides.
+                log.debug("event=heartbeat_socket_error error=%r", str(exc))
+                continue
+            # IPv6 sockets add flow info and scope id: the peer is (host, port).
+            received.append((data, (str(addr[0]), int(addr[1]))))
+
+    def _deliver(self, events: list[Event], outbox: list[tuple[bytes, Address]]) -> None:
+        self._send(outbox)
         for event in events:
             if isinstance(event, PeerChanged):
                 log.info(
@@ -113,17 +221,22 @@ class Liveness(asyncio.DatagramProtocol):
                 log.warning(
                     "event=heartbeat_rejected from=%s:%d reason=%r", *event.address, event.reason
                 )
-            if self.on_event is not None:
-                self.on_event(event)
-        self._flush()
-        if self._transport is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_at(self.heartbeat.next_deadline(), self._on_timer)
+        if events and self.on_event is not None:
+            callback = self.on_event
+            try:
+                for event in events:
+                    self._loop.call_soon_threadsafe(callback, event)
+            except RuntimeError:
+                pass  # the caller's loop has closed: nobody is left to tell
 
-    def _flush(self) -> None:
-        if self._transport is None:
-            return
-        for data, address in self.heartbeat.datagrams_to_send():
-            self._transport.sendto(data, address)
+    def _send(self, outbox: list[tuple[bytes, Address]]) -> None:
+        for data, address in outbox:
+            try:
+                self._sock.sendto(data, address)
+            except OSError as exc:
+                # Unreachable peer, full buffer: the next interval sends again.
+                log.debug("event=heartbeat_send_failed to=%s error=%r", address, str(exc))
+
+    def _wake(self) -> None:
+        if not self._closed:
+            os.write(self._wake_write, b"\0")
