@@ -29,7 +29,8 @@ from herald.api.snapshot import ClusterState
 from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import PeerConfig
 from herald.bgp.speaker import Speaker
-from herald.dataplane.apply import ApplyError, Datapath, Nft
+from herald.dataplane.apply import ApplyError, Datapath, Nft, NftApi
+from herald.dataplane.libnft import LibNft, LibNftUnavailable
 from herald.dataplane.model import ForwardingMode, IPAddress, NodeContext
 from herald.sources.base import Source
 
@@ -58,10 +59,10 @@ class _Applied:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, source: Source, nft: Nft | None = None) -> None:
+    def __init__(self, config: AgentConfig, source: Source, nft: NftApi | None = None) -> None:
         self.config = config
         self.source = source
-        self._nft = nft or Nft()
+        self._nft = nft or _nftables()
         self._datapath: Datapath | None = None
         self._node_context: NodeContext | None = None
         self._speakers: dict[SpeakerKey, Speaker] = {}
@@ -232,6 +233,15 @@ class Agent:
             "l2": self._l2.status(),
             "problems": list(self._applied.errors),
         }
+
+
+def _nftables() -> NftApi:
+    """libnftables in this process when it loads (no process per change), else `nft`."""
+    try:
+        return LibNft()
+    except LibNftUnavailable as err:
+        log.warning("event=libnftables_unavailable fallback=nft error=%r", str(err))
+        return Nft()
 
 
 def _served(plan: NodePlan) -> frozenset[IPAddress]:

@@ -14,6 +14,7 @@ import collections
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from herald.dataplane.command import Runner, in_netns, run_command
 from herald.dataplane.conntrack import Conntrack, Flow, stale_flows
@@ -62,6 +63,17 @@ class Counter:
 Change = tuple[ServiceRules | None, ServiceRules | None]
 
 
+class NftApi(Protocol):
+    """What the datapath needs of nftables: `Nft` (the command) or `libnft.LibNft`."""
+
+    @property
+    def netns(self) -> str | None: ...
+
+    def transaction(self, script: str, check_only: bool = False) -> str | None: ...
+
+    def list_json(self, *what: str) -> list[dict[str, object]]: ...
+
+
 @dataclass
 class Nft:
     """The nft command, optionally inside a named network namespace."""
@@ -89,7 +101,7 @@ class Nft:
 @dataclass
 class Datapath:
     node: NodeContext
-    nft: Nft = field(default_factory=Nft)
+    nft: NftApi = field(default_factory=Nft)
     # Where stale UDP flows are forgotten; by default beside nft, in its namespace.
     conntrack: Conntrack | None = None
     # What the kernel holds: the shared objects, each service's rules, and how many
@@ -117,7 +129,8 @@ class Datapath:
 
     def __post_init__(self) -> None:
         if self.conntrack is None:
-            self.conntrack = Conntrack(self.nft.netns, self.nft.runner)
+            runner = self.nft.runner if isinstance(self.nft, Nft) else run_command
+            self.conntrack = Conntrack(self.nft.netns, runner)
 
     def render(self, services: Iterable[DataplaneService]) -> set[str]:
         """Update the desired state; the keys of the services whose rules may differ."""
