@@ -4,8 +4,10 @@ removal. p50/p99 over N Services (default 200), one at a time (issue #5: p99 < 1
 
 The chain measured is the whole system: file watch -> lab kubelet (EndpointSlice) ->
 controller (LB-IPAM, status) -> every agent (plan, nftables, BGP UPDATE) -> FRR -> zebra ->
-kernel. The router's FIB is read with `ip route show VIP` in a tight loop (each read takes a
-few milliseconds, which bounds the resolution).
+kernel. The router's FIB changes are read from one `ip -o monitor route` in the router's
+namespace, each stamped when its line arrives: no polling process competes for the two CPUs
+with the system under test (an earlier version ran `ip route show` in a tight loop, a
+process every few milliseconds, and measured its own load too).
 
 Run as root: .venv/bin/python bench/announce/announce.py [--services 200] [--router frr]
          [--json bench/results/announce.json]
@@ -16,7 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import queue
 import statistics
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,20 +42,45 @@ spec:
 """
 
 
-def hop_count(vip: str) -> int:
-    """Next hops of the router's route to `vip`, as `ip route` resolves them (FRR installs
-    nexthop groups, which a plain netlink route dump shows only by id)."""
-    text = cluster.run_in("router", "ip", "route", "show", vip)
-    return text.count("nexthop via") or text.count(" via ")
+def hop_count(line: str) -> int:
+    """Next hops in one `ip -o monitor route` line (iproute2 resolves FRR's nexthop groups)."""
+    return line.count("nexthop via") or line.count(" via ")
 
 
-def wait(predicate: Callable[[], bool], timeout: float) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if predicate():
-            return time.perf_counter() - start
-        time.sleep(0.001)
-    raise TimeoutError
+class RouteMonitor:
+    """The router's route events, each with the `time.perf_counter()` it was read at."""
+
+    def __init__(self) -> None:
+        argv = ["ip", "netns", "exec", cluster.PREFIX + "router", "ip", "-o", "monitor", "route"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        self.events: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.events.put((time.perf_counter(), line))
+
+    def wait(self, vip: str, done: Callable[[str], bool], timeout: float) -> float:
+        """When the first event for `vip` that satisfies `done` arrived."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            at, line = self.events.get(timeout=max(0.0, deadline - time.perf_counter()))
+            route = line.removeprefix("Deleted ").split(" ", 1)[0]
+            if route in (vip, f"{vip}/32") and done(line):
+                return at
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=5)
+
+
+def wait(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError
+        time.sleep(0.002)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -73,13 +103,16 @@ def main() -> None:
 
     topology = cluster.up(args.router, args.workers, DEFAULT_MANIFESTS)
     nodes = len(topology.nodes)
-    for manifest in sorted(SEED.glob("*.yaml")):
-        (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
-    wait(lambda: external_ip("default/web1-lb") is not None, 30)
-    wait(lambda: hop_count(str(external_ip("default/web1-lb"))) == nodes, 60)
+    routes = RouteMonitor()
+    every_node = lambda line: hop_count(line) == nodes  # noqa: E731
+    gone = lambda line: line.startswith("Deleted ")  # noqa: E731
     appear: list[float] = []
     vanish: list[float] = []
     try:
+        for manifest in sorted(SEED.glob("*.yaml")):
+            (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
+        wait(lambda: external_ip("default/web1-lb") is not None, 30)
+        routes.wait(str(external_ip("default/web1-lb")), every_node, 60)
         for index in range(args.services):
             path = DEFAULT_MANIFESTS / f"bench-{index}.yaml"
             temporary = path.with_suffix(".tmp")
@@ -90,13 +123,12 @@ def main() -> None:
             wait(lambda name=name: external_ip(name) is not None, 10)  # type: ignore[misc]
             vip = external_ip(name)
             assert vip is not None
-            wait(lambda vip=vip: hop_count(vip) == nodes, 10)  # type: ignore[misc]
-            appear.append(time.perf_counter() - start)
+            appear.append(routes.wait(vip, every_node, 10) - start)
             start = time.perf_counter()
             path.unlink()
-            wait(lambda vip=vip: hop_count(vip) == 0, 10)  # type: ignore[misc]
-            vanish.append(time.perf_counter() - start)
+            vanish.append(routes.wait(vip, gone, 10) - start)
     finally:
+        routes.close()
         cluster.down()
 
     def summary(values: list[float]) -> dict[str, float]:

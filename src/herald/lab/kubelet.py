@@ -273,5 +273,12 @@ async def run_kubelet(manifests: Path) -> None:
     kubelet = Kubelet(manifests, Topology.from_json(state["topology"]))
     kubelet.reconcile()
     async for changes in watchfiles.awatch(manifests, debounce=10, step=1, watch_filter=None):
-        if any(GENERATED not in Path(path).relative_to(manifests).parts[:1] for _, path in changes):
+        if any(_is_input(Path(path).relative_to(manifests)) for _, path in changes):
             kubelet.reconcile()
+
+
+def _is_input(relative: Path) -> bool:
+    """A user's manifest: not the slices this kubelet writes, nor the status in hidden
+    directories (woken by those, it would compete for the CPU with the agents for nothing)."""
+    first = relative.parts[0] if relative.parts else ""
+    return first != GENERATED and not first.startswith(".")
