@@ -61,14 +61,19 @@ class RouteMonitor:
         for line in self.process.stdout:
             self.events.put((time.perf_counter(), line))
 
-    def wait(self, vip: str, done: Callable[[str], bool], timeout: float) -> float:
-        """When the first event for `vip` that satisfies `done` arrived."""
+    def wait(self, vip: str, done: Callable[[str], bool], since: float, timeout: float) -> float:
+        """When the first event for `vip` after `since` that satisfies `done` arrived (VIPs
+        are reused: an older event may still be queued)."""
         deadline = time.perf_counter() + timeout
-        while True:
-            at, line = self.events.get(timeout=max(0.0, deadline - time.perf_counter()))
+        while (left := deadline - time.perf_counter()) > 0:
+            try:
+                at, line = self.events.get(timeout=left)
+            except queue.Empty:
+                break
             route = line.removeprefix("Deleted ").split(" ", 1)[0]
-            if route in (vip, f"{vip}/32") and done(line):
+            if at >= since and route in (vip, f"{vip}/32") and done(line):
                 return at
+        raise TimeoutError(f"no route event for {vip} within {timeout} s")
 
     def close(self) -> None:
         self.process.terminate()
@@ -112,7 +117,7 @@ def main() -> None:
         for manifest in sorted(SEED.glob("*.yaml")):
             (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
         wait(lambda: external_ip("default/web1-lb") is not None, 30)
-        routes.wait(str(external_ip("default/web1-lb")), every_node, 60)
+        routes.wait(str(external_ip("default/web1-lb")), every_node, 0.0, 60)
         for index in range(args.services):
             path = DEFAULT_MANIFESTS / f"bench-{index}.yaml"
             temporary = path.with_suffix(".tmp")
@@ -123,10 +128,10 @@ def main() -> None:
             wait(lambda name=name: external_ip(name) is not None, 10)  # type: ignore[misc]
             vip = external_ip(name)
             assert vip is not None
-            appear.append(routes.wait(vip, every_node, 10) - start)
+            appear.append(routes.wait(vip, every_node, start, 10) - start)
             start = time.perf_counter()
             path.unlink()
-            vanish.append(routes.wait(vip, gone, 10) - start)
+            vanish.append(routes.wait(vip, gone, start, 10) - start)
     finally:
         routes.close()
         cluster.down()

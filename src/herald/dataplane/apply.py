@@ -123,9 +123,9 @@ class Datapath:
     conflicts: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     resync_chunk: int = RESYNC_CHUNK
-    # UDP flows the services rendered since the last commit leave on a backend they no
-    # longer use; forgotten once the new rules serve.
-    stale: list[Flow] = field(default_factory=list)
+    # Each service as the kernel serves it: what its UDP flows may be bound to (see
+    # `forget_stale_flows`).
+    committed: dict[str, DataplaneService] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.conntrack is None:
@@ -143,10 +143,7 @@ class Datapath:
             else:
                 fresh[service.key] = (service, render_service(service, self.node))
                 touched.add(service.key)
-                self.stale += stale_flows(seen and seen[0], service, self.node.node_name)
-        for key in self.rendered.keys() - fresh.keys():
-            self.stale += stale_flows(self.rendered[key][0], None, self.node.node_name)
-            touched.add(key)
+        touched |= self.rendered.keys() - fresh.keys()
         self.rendered = fresh
         # A changed service gives up its claims and competes again, with the ones refused
         # before, for the claims nobody else holds: a service that did not change keeps
@@ -197,7 +194,7 @@ class Datapath:
         self.services = dict(self.desired)
         self.users = collections.Counter(e for s in desired.services for e in s.elements)
         self.pending = set()
-        self.forget_stale()
+        self.forget_stale_flows(self.committed.keys() | self.rendered.keys())
         self.raise_conflicts({})
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
@@ -225,12 +222,25 @@ class Datapath:
         # A refused service still uses the chains of its previous rules.
         still = [c for key in failed if key in self.services for c in self.services[key].chains]
         self.remove_base(base_for([*self.chain_users, *still], self.node))
-        self.forget_stale()
+        self.forget_stale_flows(touched)
         self.raise_conflicts(failed)
 
-    def forget_stale(self) -> None:
+    def forget_stale_flows(self, keys: Iterable[str]) -> None:
+        """For each of `keys` whose rules the kernel now holds as desired (or holds none
+        of), forget the UDP flows the previously committed version allowed and this one
+        does not. A refused service keeps its old rules, so its flows stay until it
+        commits."""
+        stale: list[Flow] = []
+        for key in sorted(keys):
+            serving = self.services.get(key)
+            if serving is not None and serving != self.desired.get(key):
+                continue
+            before = self.committed.pop(key, None)
+            after = self.rendered[key][0] if serving is not None else None
+            stale += stale_flows(before, after, self.node.node_name)
+            if after is not None:
+                self.committed[key] = after
         assert self.conntrack is not None
-        stale, self.stale = self.stale, []
         self.conntrack.forget(stale)
 
     def change(self, pairs: Sequence[Change]) -> str | None:

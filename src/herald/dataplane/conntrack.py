@@ -11,6 +11,7 @@ again over the backends that remain (or rejected when none does).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,24 +19,22 @@ from herald.dataplane.command import Runner, in_netns, run_command
 from herald.dataplane.endpoints import usable_backends
 from herald.dataplane.model import DataplaneService, IPAddress, Protocol
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Flow:
-    """UDP conntrack entries from any client to `vip:port` that were sent to `backend`."""
+    """UDP conntrack entries from any client to `vip:port` that were sent to `backend`
+    (None: to any backend, when none is left for `vip:port`)."""
 
     vip: IPAddress
     port: int
-    backend: IPAddress
-    target_port: int
+    backend: IPAddress | None = None
+    target_port: int | None = None
 
     def sort_key(self) -> tuple[int, bytes, int, bytes, int]:
-        return (
-            self.vip.version,
-            self.vip.packed,
-            self.port,
-            self.backend.packed,
-            self.target_port,
-        )
+        backend = self.backend.packed if self.backend is not None else b""
+        return (self.vip.version, self.vip.packed, self.port, backend, self.target_port or 0)
 
 
 def destinations(service: DataplaneService | None, node: str) -> set[Flow]:
@@ -56,9 +55,14 @@ def destinations(service: DataplaneService | None, node: str) -> set[Flow]:
 def stale_flows(
     old: DataplaneService | None, new: DataplaneService | None, node: str
 ) -> list[Flow]:
-    """The destinations `old` allowed and `new` does not, in a stable order."""
-    gone = destinations(old, node) - destinations(new, node)
-    return sorted(gone, key=Flow.sort_key)
+    """The destinations `old` allowed and `new` does not, in a stable order; one Flow for
+    all of a `vip:port` that has no destination left (one command instead of one per
+    backend when a Service is deleted or loses every backend)."""
+    remaining = destinations(new, node)
+    served = {(f.vip, f.port) for f in remaining}
+    gone = destinations(old, node) - remaining
+    flows = {f if (f.vip, f.port) in served else Flow(f.vip, f.port) for f in gone}
+    return sorted(flows, key=Flow.sort_key)
 
 
 @dataclass
@@ -71,24 +75,15 @@ class Conntrack:
     def forget(self, flows: Sequence[Flow]) -> None:
         for flow in flows:
             family = "ipv4" if flow.vip.version == 4 else "ipv6"
+            argv = ["conntrack", "-D", "-f", family, "-p", "udp"]
+            argv += ["--orig-dst", str(flow.vip), "--orig-port-dst", str(flow.port)]
+            if flow.backend is not None:
+                argv += ["--reply-src", str(flow.backend)]
+                argv += ["--reply-port-src", str(flow.target_port)]
             # Exit status 1 only says that no entry matched, which is the common case.
-            self.runner(
-                in_netns(
-                    self.netns,
-                    "conntrack",
-                    "-D",
-                    "-f",
-                    family,
-                    "-p",
-                    "udp",
-                    "--orig-dst",
-                    str(flow.vip),
-                    "--orig-port-dst",
-                    str(flow.port),
-                    "--reply-src",
-                    str(flow.backend),
-                    "--reply-port-src",
-                    str(flow.target_port),
-                ),
-                "",
-            )
+            try:
+                self.runner(in_netns(self.netns, *argv), "")
+            except OSError as err:
+                # No conntrack tool: the entries expire on their own; the rules are in.
+                log.warning("event=conntrack_unavailable error=%r", str(err))
+                return

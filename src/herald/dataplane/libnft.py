@@ -55,23 +55,34 @@ class LibNft:
 
     def __init__(self) -> None:
         self._lib = _load()
+        self._ctx: int | None = None
+        self._open()
+        # One context, used by one call at a time (the datapath runs in worker threads).
+        self._lock = threading.Lock()
+
+    def _open(self) -> None:
         self._ctx = self._lib.nft_ctx_new(_NFT_CTX_DEFAULT)
         if not self._ctx:
             raise LibNftUnavailable("nft_ctx_new failed")
         if self._lib.nft_ctx_buffer_output(self._ctx) or self._lib.nft_ctx_buffer_error(self._ctx):
             self.close()
             raise LibNftUnavailable("cannot buffer libnftables output")
-        # One context, used by one call at a time (the datapath runs in worker threads).
-        self._lock = threading.Lock()
 
     def transaction(self, script: str, check_only: bool = False) -> str | None:
         """Run `script` as one transaction; the error text when nft refuses it."""
         with self._lock:
-            self._lib.nft_ctx_set_dry_run(self._ctx, check_only)
+            if not check_only:
+                rc, _, error = self._run(script)
+                return None if rc == 0 else error.strip()
+            self._lib.nft_ctx_set_dry_run(self._ctx, True)
             try:
                 rc, _, error = self._run(script)
             finally:
-                self._lib.nft_ctx_set_dry_run(self._ctx, False)
+                # libnftables 1.0.6 keeps in its cache what a successful dry run would have
+                # made (pointing into the freed script), and a later command can abort the
+                # process on it; fixed upstream after 1.0.6. A fresh context has no cache.
+                self.close()
+                self._open()
         return None if rc == 0 else error.strip()
 
     def list_json(self, *what: str) -> list[dict[str, object]]:

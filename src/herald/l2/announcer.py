@@ -48,7 +48,9 @@ class Announcer:
         self._loop = asyncio.get_running_loop()
 
     async def open(self, config: Config, peers: Mapping[str, Address], bind: Address) -> None:
-        self._liveness = await Liveness.open(config, peers, bind, self._on_event)
+        self._liveness = await Liveness.open(
+            config, peers, bind, self._on_event, self._on_liveness_failed
+        )
         settles = self._liveness.heartbeat.started + config.detection_time + _SETTLE_MARGIN
         self._loop.call_at(settles, self._schedule)
 
@@ -79,6 +81,12 @@ class Announcer:
         if self._liveness is not None:
             self._liveness.close(leave=True)
             self._liveness = None
+
+    def _on_liveness_failed(self, error: BaseException) -> None:
+        # Peers stop hearing this node and take its VIPs: answering on would give them two
+        # owners. Stop at once and stay stopped (the log says why) until the agent restarts.
+        log.error("event=l2_stopped node=%s reason=heartbeat_failed error=%r", self.node, error)
+        self.close()
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, PeerChanged | ClaimsChanged):

@@ -345,14 +345,17 @@ class Heartbeat:
 
         A stalled node neither reads nor sends; when it runs again, its timer may fire
         before it has read the heartbeats queued in its socket, and every peer would look
-        dead because of this node's own stall. So the stall (beyond the one interval the
-        timer may take) is added to the time each peer was last heard: a peer that really
-        failed is still declared dead, at most `detection_time` after the stall ends.
+        dead because of this node's own stall. So a stall (the timer more than two
+        intervals apart, where it runs at least once an interval) is added, beyond the one
+        interval the timer may take, to the time each peer was last heard: a peer that
+        really failed is still declared dead, at most `detection_time` after the stall
+        ends. Ordinary lateness (under an interval) is not forgiven, so it cannot add up.
         """
-        stall = now - self.awake - self.config.interval
+        gap = now - self.awake
         self.awake = now
-        if stall <= 0:
+        if gap <= 2 * self.config.interval:
             return
+        stall = gap - self.config.interval
         for peer in self.peers.values():
             if peer.last_heard is not None:
                 peer.last_heard = min(peer.last_heard + stall, now)

@@ -15,6 +15,8 @@ timestamps in datagrams are wall-clock time through the offset measured at start
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import selectors
@@ -40,6 +42,20 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 7946
 # How long `close` waits for the thread: it wakes at once, so only a hung system waits.
 _JOIN_TIMEOUT = 2.0
+# Datagrams read per wake-up at most, so that a flood cannot keep the timer (and this
+# node's own heartbeats) from running.
+_READ_BUDGET = 256
+# What a UDP socket reports for an ICMP error about an earlier datagram.
+_ICMP_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+    }
+)
 
 
 def start_config(node: str, key: bytes, **settings: float | int | None) -> Config:
@@ -66,22 +82,28 @@ class View:
 
 
 class Liveness:
-    """Sends and receives heartbeats; `on_event` sees every peer change and rejection, on
-    the event loop that opened it."""
+    """Sends and receives heartbeats; `on_event` sees every peer change and rejection, and
+    `on_failure` the error that stopped the thread (peers will declare this node dead: the
+    caller must stop answering for its VIPs), both on the event loop that opened it."""
 
     def __init__(
         self,
         heartbeat: Heartbeat,
         sock: socket.socket,
         on_event: Callable[[Event], None] | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
         self.on_event = on_event
+        self.on_failure = on_failure
         self._sock = sock
         self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
         # Written to by the caller's thread to wake the heartbeat thread at once.
         self._wake_read, self._wake_write = os.pipe()
+        # Never block the caller: a full pipe already wakes the thread.
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
         self._stopping = False
         self._closed = False
         self._thread = threading.Thread(
@@ -95,6 +117,7 @@ class Liveness:
         peers: Mapping[str, Address],
         bind: Address,
         on_event: Callable[[Event], None] | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> Liveness:
         heartbeat = Heartbeat(config, started=time.monotonic())
         heartbeat.set_peers(peers)
@@ -106,7 +129,7 @@ class Liveness:
         except OSError:
             sock.close()
             raise
-        liveness = cls(heartbeat, sock, on_event)
+        liveness = cls(heartbeat, sock, on_event, on_failure)
         liveness._thread.start()
         return liveness
 
@@ -138,12 +161,16 @@ class Liveness:
         self._stopping = True
         self._wake()
         self._thread.join(_JOIN_TIMEOUT)
-        self._closed = True
         if leave:
             with self._lock:
                 self.heartbeat.leave(time.monotonic())
                 outbox = self.heartbeat.datagrams_to_send()
             self._send(outbox)
+        if self._thread.is_alive():
+            # Still inside a call: its descriptors stay open rather than be reused under it.
+            log.error("event=heartbeat_thread_stuck node=%s", self.heartbeat.config.node)
+            return
+        self._closed = True
         self._sock.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -153,9 +180,11 @@ class Liveness:
     def _serve(self) -> None:
         try:
             self._run()
-        except Exception:
-            # Peers will declare this node dead: say why.
+        except Exception as error:
             log.exception("event=heartbeat_thread_failed node=%s", self.heartbeat.config.node)
+            if self.on_failure is not None:
+                with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+                    self._loop.call_soon_threadsafe(self.on_failure, error)
 
     def _run(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -175,7 +204,8 @@ class Liveness:
             if self._stopping:
                 return
             if any(key.fd == self._wake_read for key, _ in ready):
-                os.read(self._wake_read, 4096)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 4096)
             events, outbox = self._step()
             self._deliver(events, outbox)
 
@@ -194,18 +224,21 @@ class Liveness:
 
     def _receive_all(self) -> list[tuple[bytes, Address]]:
         received: list[tuple[bytes, Address]] = []
-        while True:
+        for _ in range(_READ_BUDGET):
             try:
                 data, addr = self._sock.recvfrom(MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
-                return received
+                break
             except OSError as exc:
-                # An ICMP error for an earlier datagram (a peer's port closed): the
-                # timeout decides.
+                if exc.errno not in _ICMP_ERRNOS:
+                    raise
+                # An ICMP error for an earlier datagram (a peer's port closed, a peer
+                # unreachable): the timeout decides about the peer; the socket is fine.
                 log.debug("event=heartbeat_socket_error error=%r", str(exc))
                 continue
             # IPv6 sockets add flow info and scope id: the peer is (host, port).
             received.append((data, (str(addr[0]), int(addr[1]))))
+        return received
 
     def _deliver(self, events: list[Event], outbox: list[tuple[bytes, Address]]) -> None:
         self._send(outbox)
@@ -239,4 +272,5 @@ class Liveness:
 
     def _wake(self) -> None:
         if not self._closed:
-            os.write(self._wake_write, b"\0")
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_write, b"\0")

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import ip_address
 
+import pytest
 from scenarios import HTTP, NODE, THREE, web
 
-from herald.dataplane.apply import Datapath, Nft
+from herald.dataplane.apply import ApplyError, Datapath, Nft
 from herald.dataplane.conntrack import Conntrack, Flow, stale_flows
 from herald.dataplane.model import DataplaneService, Protocol, ServicePort, TrafficPolicy
 
@@ -31,8 +32,8 @@ def test_a_removed_backend_leaves_its_flows_stale() -> None:
     assert stale_flows(before, after, "n1") == [flow("198.18.2.2")]
 
 
-def test_no_backend_left_or_service_gone_makes_every_flow_stale() -> None:
-    everyone = [flow("198.18.1.2"), flow("198.18.1.3"), flow("198.18.2.2")]
+def test_no_backend_left_or_service_gone_forgets_the_whole_vip_port_at_once() -> None:
+    everyone = [Flow(VIP, 53)]
     assert stale_flows(dns(), dns(backends=()), "n1") == everyone
     assert stale_flows(dns(), None, "n1") == everyone
 
@@ -50,16 +51,22 @@ def test_tcp_flows_and_unchanged_backends_stay() -> None:
 
 def test_local_policy_only_counts_this_nodes_backends() -> None:
     local = dns(external_traffic_policy=TrafficPolicy.LOCAL)
-    assert stale_flows(local, None, "n2") == [flow("198.18.2.2")]
+    assert stale_flows(local, dns(backends=THREE[:2]), "n2") == [flow("198.18.2.2")]
+    assert stale_flows(local, local, "n1") == []
 
 
 class Recorder:
     def __init__(self) -> None:
         self.commands: list[list[str]] = []
+        self.refuse = False
 
     def __call__(self, argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
         self.commands.append(list(argv))
-        return subprocess.CompletedProcess(argv, 0, '{"nftables": []}', "")
+        refused = self.refuse and "nft" in argv and "element" in stdin
+        return subprocess.CompletedProcess(argv, int(refused), '{"nftables": []}', "refused")
+
+    def conntrack(self) -> list[list[str]]:
+        return [c for c in self.commands if "conntrack" in c]
 
 
 def test_the_datapath_forgets_stale_flows_after_committing_the_rules() -> None:
@@ -84,3 +91,25 @@ def test_conntrack_speaks_the_family_of_the_address() -> None:
     v6 = Flow(ip_address("2001:db8::10"), 53, ip_address("2001:db8:18::2"), 53)
     Conntrack(runner=recorder).forget([v6])
     assert recorder.commands[0][:5] == ["conntrack", "-D", "-f", "ipv6", "-p"]
+
+
+def test_a_refused_change_keeps_its_flows_until_it_commits() -> None:
+    # The old rules still serve: flows forgotten now would be bound to the old backend
+    # again, and nothing would forget them once the retry commits.
+    recorder = Recorder()
+    datapath = Datapath(NODE, Nft("hd-x", runner=recorder))
+    datapath.sync([dns()])
+    recorder.refuse = True
+    with pytest.raises(ApplyError):
+        datapath.sync([dns(backends=THREE[:2])])
+    assert recorder.conntrack() == []
+    recorder.refuse = False
+    datapath.sync([dns(backends=THREE[:2])])
+    assert [c[-3] for c in recorder.conntrack()] == ["198.18.2.2"]
+
+
+def test_without_the_conntrack_tool_the_change_still_applies() -> None:
+    def missing(argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
+        raise FileNotFoundError("conntrack")
+
+    Conntrack(runner=missing).forget([flow("198.18.2.2")])  # logged, not raised

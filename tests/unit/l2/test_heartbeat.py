@@ -230,3 +230,15 @@ def test_a_peer_that_fails_during_a_stall_is_dead_within_the_detection_time_afte
     net.run_until(3.0 + 0.5 + 0.0015)
     assert stalled.live() == {"n1", "n2"}
     assert 3.0 < net.changed_at("n1", "n3", PeerState.DEAD) <= 3.5 + 0.0015
+
+
+def test_ordinary_timer_lateness_does_not_delay_detection() -> None:
+    # A busy node's timer runs up to an interval late, unevenly: that is no stall, and a
+    # peer silent since 1.0 is still dead at 1.5, not later.
+    n1, n2 = agent("n1", now=1.0), agent("n2", now=1.0)
+    n2.handle_timer(1.0)
+    for data, _ in n2.datagrams_to_send()[:1]:
+        n1.handle_datagram(data, ADDRESSES["n2"], 1.0)
+    for now in (1.05, 1.2, 1.25, 1.4, 1.45, 1.5):
+        n1.handle_timer(now)
+    assert n1.state_of("n2") is PeerState.DEAD
