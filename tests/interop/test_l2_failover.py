@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from l2_segment import Segment, build_segment
 
-from herald.lab.netns import Lab
+from herald.lab.netns import Lab, crash
 
 pytestmark = pytest.mark.netns
 
@@ -41,11 +41,15 @@ class Cluster:
         self.processes[node] = self.segment.lab.spawn(node, argv)
 
     def end(self, node: str, how: signal.Signals) -> tuple[float, subprocess.Popen[bytes]]:
-        """Sends `how` to the node's agent; returns when, and the process to reap later
-        (reaping waits for the interpreter to exit, which is not part of the failover)."""
+        """Sends `how` to the node's agent (SIGKILL: to its heartbeat process too, a node's
+        crash); returns when, and the process to reap later (reaping waits for the
+        interpreter to exit, which is not part of the failover)."""
         process = self.processes.pop(node)
         sent = time.monotonic()
-        os.kill(process.pid, how)
+        if how is signal.SIGKILL:
+            crash(process.pid)
+        else:
+            os.kill(process.pid, how)
         return sent, process
 
     def status_file(self, node: str) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from l2_segment import build_segment
 
-from herald.lab.netns import Lab
+from herald.lab.netns import Lab, children, crash
 
 pytestmark = pytest.mark.netns
 
@@ -79,7 +79,7 @@ def test_a_crashed_agent_is_declared_dead_within_the_default_detection_time(agen
         agents.wait_state("n2", "n1", "alive", after=start - 10)
         time.sleep(0.3)
         crashed = time.monotonic()
-        os.kill(agents.processes["n2"].pid, signal.SIGKILL)
+        crash(agents.processes["n2"].pid)  # the heartbeat process too: no goodbye
         agents.lab.stop(agents.processes["n2"])
         dead = agents.wait_state("n1", "n2", "dead", after=crashed)
         detections.append(dead - crashed)
@@ -98,3 +98,24 @@ def test_a_stopping_agent_is_declared_dead_at_once(agents: Agents) -> None:
     os.kill(agents.processes["n2"].pid, signal.SIGTERM)
     dead = agents.wait_state("n1", "n2", "dead", after=stopped)
     assert dead - stopped < 0.2
+
+
+def test_an_agent_killed_alone_says_goodbye_through_its_heartbeat_process(
+    agents: Agents,
+) -> None:
+    start = time.monotonic()
+    agents.wait_state("n1", "n2", "alive", after=start - 10)
+    (heartbeats,) = children(agents.processes["n2"].pid)
+    killed = time.monotonic()
+    os.kill(agents.processes["n2"].pid, signal.SIGKILL)
+    dead = agents.wait_state("n1", "n2", "dead", after=killed)
+    # The heartbeat process sees its agent's end of the socket pair close, sends LEAVING
+    # and exits: peers take over at once instead of after the detection time.
+    assert dead - killed < 0.2
+    deadline = time.monotonic() + 2
+    while os.path.exists(f"/proc/{heartbeats}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(f"/proc/{heartbeats}"), "the heartbeat process outlived its agent"
+    agents.lab.stop(agents.processes["n2"])
+    agents.start("n2")
+    agents.wait_state("n1", "n2", "alive", after=dead)

@@ -51,7 +51,7 @@ class Announcer:
         self._liveness = await Liveness.open(
             config, peers, bind, self._on_event, self._on_liveness_failed
         )
-        settles = self._liveness.heartbeat.started + config.detection_time + _SETTLE_MARGIN
+        settles = self._liveness.started + config.detection_time + _SETTLE_MARGIN
         self._loop.call_at(settles, self._schedule)
 
     def set_announced(self, announced: Iterable[Announcement]) -> None:

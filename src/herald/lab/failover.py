@@ -4,9 +4,7 @@ the e2e tests and bench/l2."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from typing import Literal
 from herald.agent.status import DEFAULT_STATUS_DIR, query_all
 from herald.cli.l2 import owner_rows
 from herald.lab import cluster
-from herald.lab.netns import LabError
+from herald.lab.netns import LabError, crash
 from herald.lab.probe import Failover, failover, parse
 from herald.lab.topology import Topology
 
@@ -116,10 +114,12 @@ def url(vip: str, port: int = 80) -> str:
 
 
 def kill_agent(node: str) -> float:
-    """SIGKILL, by its pid: a crash, with no goodbye to the peers. Returns the wall time."""
+    """SIGKILL the agent and its heartbeat process, by pid: a crash of the node's herald,
+    with no goodbye to the peers (the agent alone would leave its heartbeat process to say
+    goodbye, and its VIPs would move at once). Returns the wall time."""
     pid = int(cluster.read_state()["agents"][node])
     now = time.time()
-    os.kill(pid, signal.SIGKILL)
+    crash(pid)
     return now
 
 

@@ -57,6 +57,23 @@ def end_process(pid: int, grace: float = 2.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def children(pid: int) -> list[int]:
+    """The running processes `pid` started (from /proc; empty when it is gone)."""
+    found = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in listing.read_text().split()]
+    return found
+
+
+def crash(pid: int) -> None:
+    """SIGKILL `pid` and the processes it started, those first: a node's crash, in which
+    nothing it ran (an agent's heartbeat process) lives on to say goodbye."""
+    for victim in (*children(pid), pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+
+
 def _alive(pid: int) -> bool:
     try:
         # Reap it if it is our child; otherwise just probe it.

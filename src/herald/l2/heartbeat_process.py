@@ -1,0 +1,219 @@
+"""The heartbeat socket, served by a process of its own (`python -m
+herald.l2.heartbeat_process FD`; started by `liveness.Liveness`).
+
+Heartbeats must keep their rhythm while the agent is busy. A thread in the agent is not
+enough: it needs the agent's GIL for every datagram, and when the agent's own threads
+(rendering a burst of new Services) wait for a CPU while holding it, each hand-over waits
+for the scheduler; in the lab (6 agents on 2 CPUs) a heartbeat thread went silent for over
+a second that way and its node was declared dead. This process shares nothing with the
+agent but a socket pair: it waits in epoll for a heartbeat, a command or the core's next
+deadline, reads every queued datagram before running the timer, sends, and reports peer
+events with the new view to the agent.
+
+Commands from the agent: ("owned", VIPs), ("peers", {node: address}), ("close", leave).
+The agent's end closing (the agent died, even by SIGKILL) counts as ("close", True): peers
+are told at once that this node is leaving, and take over its VIPs without waiting.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from herald.l2.heartbeat import MAX_DATAGRAM, Address, Event, Heartbeat, Rejected
+
+log = logging.getLogger(__name__)
+
+# Datagrams read per wake-up at most, so that a flood cannot keep the timer (and this
+# node's own heartbeats) from running.
+READ_BUDGET = 256
+# What a UDP socket reports for an ICMP error about an earlier datagram: the timeout decides
+# about the peer, the socket is fine.
+ICMP_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+    }
+)
+
+
+def view_of(beat: Heartbeat) -> dict[str, Any]:
+    """What the agent reads of the core (plain data: it crosses the socket pair)."""
+    return {
+        "live": beat.live(),
+        "heard": beat.heard(),
+        "peer_count": len(beat.peers),
+        "claims": {node: frozenset(vips) for node, vips in beat.claims().items()},
+    }
+
+
+def bind_socket(bind: Address) -> socket.socket:
+    family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(bind)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def frame(message: object) -> bytes:
+    """`message` as `multiprocessing.connection.Connection.recv` reads it."""
+    payload = pickle.dumps(message)
+    return struct.pack("!i", len(payload)) + payload
+
+
+class Server:
+    def __init__(self, conn: Connection, sock: socket.socket, beat: Heartbeat) -> None:
+        self.conn = conn
+        self.sock = sock
+        self.beat = beat
+        # Reports go out without ever blocking: an agent too busy to read them (a burst of
+        # datapath work) must not stop the heartbeats. While earlier bytes wait, new events
+        # are gathered and sent as one report with the latest view.
+        self.reports = socket.socket(fileno=os.dup(conn.fileno()))
+        self.unsent = bytearray()
+        self.gathered: list[Event] = []
+        self.selector = selectors.DefaultSelector()
+
+    def serve(self) -> None:
+        selector = self.selector
+        selector.register(self.sock, selectors.EVENT_READ)
+        selector.register(self.conn.fileno(), selectors.EVENT_READ)
+        try:
+            self.finish(self.beat.handle_timer(time.monotonic()))
+            while True:
+                timeout = max(0.0, self.beat.next_deadline() - time.monotonic())
+                for key, mask in selector.select(timeout):
+                    if key.fileobj is self.reports and mask & selectors.EVENT_WRITE:
+                        self.report()
+                leave = self.commands()
+                if leave is not None:
+                    if leave:
+                        self.beat.leave(time.monotonic())
+                        self.send()
+                    return
+                events: list[Event] = []
+                for data, address in self.receive():
+                    events += self.beat.handle_datagram(data, address, time.monotonic())
+                now = time.monotonic()
+                # A datagram that waited in the socket counts before the timer judges.
+                if now >= self.beat.next_deadline():
+                    events += self.beat.handle_timer(now)
+                self.finish(events)
+        finally:
+            selector.close()
+            self.reports.close()
+
+    def commands(self) -> bool | None:
+        """Apply the agent's commands; whether to leave (True/False) when told to stop."""
+        while self.conn.poll():
+            try:
+                kind, value = self.conn.recv()
+            except (EOFError, OSError):
+                return True  # the agent is gone: tell the peers
+            if kind == "owned":
+                self.beat.set_owned(value, time.monotonic())
+            elif kind == "peers":
+                self.beat.set_peers(value)
+            elif kind == "close":
+                return bool(value)
+        return None
+
+    def receive(self) -> list[tuple[bytes, Address]]:
+        received: list[tuple[bytes, Address]] = []
+        for _ in range(READ_BUDGET):
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno not in ICMP_ERRNOS:
+                    raise
+                log.debug("event=heartbeat_socket_error error=%r", str(exc))
+                continue
+            # IPv6 sockets add flow info and scope id: the peer is (host, port).
+            received.append((data, (str(addr[0]), int(addr[1]))))
+        return received
+
+    def finish(self, events: list[Event]) -> None:
+        self.send()
+        for event in events:
+            if isinstance(event, Rejected):
+                log.warning(
+                    "event=heartbeat_rejected from=%s:%d reason=%r", *event.address, event.reason
+                )
+        if events:
+            self.gathered += events
+            self.report()
+
+    def report(self) -> None:
+        if not self.unsent and self.gathered:
+            self.unsent += frame(("update", self.gathered, view_of(self.beat)))
+            self.gathered = []
+        if self.unsent:
+            try:
+                sent = self.reports.send(self.unsent, socket.MSG_DONTWAIT)
+                del self.unsent[:sent]
+            except BlockingIOError:
+                pass
+        wants = selectors.EVENT_WRITE if self.unsent or self.gathered else 0
+        registered = self.selector.get_map().get(self.reports)
+        if wants and registered is None:
+            self.selector.register(self.reports, wants)
+        elif not wants and registered is not None:
+            self.selector.unregister(self.reports)
+
+    def send(self) -> None:
+        for data, address in self.beat.datagrams_to_send():
+            try:
+                self.sock.sendto(data, address)
+            except OSError as exc:
+                # Unreachable peer, full buffer: the next interval sends again.
+                log.debug("event=heartbeat_send_failed to=%s error=%r", address, str(exc))
+
+
+def main(fd: int) -> None:
+    # The agent decides when this process stops (or dies, which closes the socket pair);
+    # a Ctrl-C meant for the agent must not end the heartbeats first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    conn = Connection(fd)
+    config, peers, bind, started = conn.recv()
+    try:
+        sock = bind_socket(bind)
+    except OSError as err:
+        conn.send(("error", f"heartbeat socket {bind[0]}:{bind[1]}: {err}"))
+        return
+    beat = Heartbeat(config, started=started)
+    beat.set_peers(peers)
+    conn.send(("ready", None, view_of(beat)))
+    server = Server(conn, sock, beat)
+    try:
+        server.serve()
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        # The agent is gone (its end closed while this process wrote): tell the peers.
+        beat.leave(time.monotonic())
+        server.send()
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
