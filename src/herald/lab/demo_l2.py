@@ -3,8 +3,9 @@
 lab up --mode l2; apply examples/l2-seed (a pool in the node segment, an
 L2AnnouncementPolicy, web1-l2); then show which node owns the VIP, that the router's and a
 client's neighbour entries for the VIP hold that node's MAC, an HTTP 200, and a live
-failover: the owner's agent is killed while a client sends a request every 10 ms, and the
-time until a request succeeds through the new owner is measured. The killed agent is
+failover: the owner's agent and its heartbeat process are killed (a crash, detected by
+silence) while a client sends a request every 10 ms, and the time until a request
+succeeds through the new owner is measured. The killed agent is
 started again (it takes nothing back). The lab stays up; `herald lab down` removes it.
 """
 
@@ -50,7 +51,11 @@ def run_l2_demo(examples: Path, echo: Echo) -> float:
         seen = neighbour_mac(host, vip)
         echo(f"-> {seen} is {owner}'s MAC" if seen == mac else f"-> {seen}, not {owner}'s {mac}")
 
-    step(echo, f"failover: kill {owner}'s agent (SIGKILL) while client1 requests every 10 ms")
+    step(
+        echo,
+        f"failover: kill {owner}'s agent and heartbeat process (SIGKILL) while client1 "
+        "requests every 10 ms",
+    )
     round_ = fail_owner(topology, vip, "agent")
     result = round_.result
     new_mac = mac_of(round_.new)
