@@ -19,7 +19,9 @@ from herald.l2.heartbeat import Event, PeerChanged
 from herald.l2.liveness import DEFAULT_PORT, Liveness, start_config
 
 
-async def main(node: str, bind: str, key: Path, events: Path, peers: list[str]) -> None:
+async def main(
+    node: str, bind: str, key: Path, events: Path, peers: list[str], agent_timeout: float
+) -> None:
     addresses = {p.split("=")[0]: (p.split("=")[1], DEFAULT_PORT) for p in peers}
     with events.open("a", buffering=1) as out:
 
@@ -28,7 +30,11 @@ async def main(node: str, bind: str, key: Path, events: Path, peers: list[str]) 
                 out.write(f"{time.monotonic():.6f} {event.node} {event.after}\n")
 
         liveness = await Liveness.open(
-            start_config(node, key.read_bytes()), addresses, (bind, DEFAULT_PORT), record
+            start_config(node, key.read_bytes()),
+            addresses,
+            (bind, DEFAULT_PORT),
+            record,
+            agent_timeout=agent_timeout,
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -37,5 +43,5 @@ async def main(node: str, bind: str, key: Path, events: Path, peers: list[str]) 
 
 
 if __name__ == "__main__":
-    node, bind, key, events, *peers = sys.argv[1:]
-    asyncio.run(main(node, bind, Path(key), Path(events), peers))
+    timeout, node, bind, key, events, *peers = sys.argv[1:]
+    asyncio.run(main(node, bind, Path(key), Path(events), peers, float(timeout)))

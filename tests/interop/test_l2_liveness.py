@@ -20,6 +20,8 @@ from herald.lab.netns import Lab, children, crash
 pytestmark = pytest.mark.netns
 
 RUNNER = str(Path(__file__).with_name("l2_heartbeat_runner.py"))
+# Shorter than the default (5 s) so that the hung-agent test is quick.
+AGENT_TIMEOUT = 1.0
 NODES = {"n1": "192.0.2.21", "n2": "192.0.2.22"}
 
 
@@ -35,6 +37,7 @@ class Agents:
         argv = [
             sys.executable,
             RUNNER,
+            str(AGENT_TIMEOUT),
             node,
             NODES[node],
             str(self.key),
@@ -118,4 +121,24 @@ def test_an_agent_killed_alone_says_goodbye_through_its_heartbeat_process(
     assert not os.path.exists(f"/proc/{heartbeats}"), "the heartbeat process outlived its agent"
     agents.lab.stop(agents.processes["n2"])
     agents.start("n2")
+    agents.wait_state("n1", "n2", "alive", after=dead)
+
+
+def test_a_hung_agent_gives_its_vips_up_and_rejoins_when_it_runs_again(agents: Agents) -> None:
+    # A stopped agent answers no ARP; its heartbeat process, still running, must not keep
+    # its VIPs: after the agent timeout it says it leaves and falls silent.
+    start = time.monotonic()
+    agents.wait_state("n1", "n2", "alive", after=start - 10)
+    pid = agents.processes["n2"].pid
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        dead = agents.wait_state("n1", "n2", "dead", after=stopped)
+        assert AGENT_TIMEOUT - 0.15 <= dead - stopped <= AGENT_TIMEOUT + 0.7
+        time.sleep(0.5)
+        seen = [line.split() for line in agents.events("n1").read_text().splitlines()]
+        again = [at for at, who, what in seen if who == "n2" and float(at) > dead]
+        assert again == [], "a silent heartbeat process stays silent"
+    finally:
+        os.kill(pid, signal.SIGCONT)
     agents.wait_state("n1", "n2", "alive", after=dead)

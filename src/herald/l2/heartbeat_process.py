@@ -10,9 +10,15 @@ agent but a socket pair: it waits in epoll for a heartbeat, a command or the cor
 deadline, reads every queued datagram before running the timer, sends, and reports peer
 events with the new view to the agent.
 
-Commands from the agent: ("owned", VIPs), ("peers", {node: address}), ("close", leave).
-The agent's end closing (the agent died, even by SIGKILL) counts as ("close", True): peers
-are told at once that this node is leaving, and take over its VIPs without waiting.
+Commands from the agent: ("owned", VIPs), ("peers", {node: address}), ("tick", VIPs) once
+an interval from its event loop, ("close", leave). The agent's end closing (the agent died,
+even by SIGKILL) counts as ("close", True): peers are told at once that this node is
+leaving, and take over its VIPs without waiting.
+
+An agent whose event loop hangs (stopped, deadlocked) cannot answer ARP or NDP any more,
+but its heartbeats, running here, would keep its VIPs with it. So when no command has come
+for `agent_timeout` seconds this process tells the peers it is leaving and falls silent
+(they take the VIPs over); the next command from the agent resumes the heartbeats.
 """
 
 from __future__ import annotations
@@ -80,10 +86,15 @@ def frame(message: object) -> bytes:
 
 
 class Server:
-    def __init__(self, conn: Connection, sock: socket.socket, beat: Heartbeat) -> None:
+    def __init__(
+        self, conn: Connection, sock: socket.socket, beat: Heartbeat, agent_timeout: float
+    ) -> None:
         self.conn = conn
         self.sock = sock
         self.beat = beat
+        self.agent_timeout = agent_timeout
+        self.agent_heard = time.monotonic()
+        self.abandoned = False
         # Reports go out without ever blocking: an agent too busy to read them (a burst of
         # datapath work) must not stop the heartbeats. While earlier bytes wait, new events
         # are gathered and sent as one report with the latest view.
@@ -99,7 +110,7 @@ class Server:
         try:
             self.finish(self.beat.handle_timer(time.monotonic()))
             while True:
-                timeout = max(0.0, self.beat.next_deadline() - time.monotonic())
+                timeout = max(0.0, self.next_deadline() - time.monotonic())
                 for key, mask in selector.select(timeout):
                     if key.fileobj is self.reports and mask & selectors.EVENT_WRITE:
                         self.report()
@@ -113,13 +124,26 @@ class Server:
                 for data, address in self.receive():
                     events += self.beat.handle_datagram(data, address, time.monotonic())
                 now = time.monotonic()
+                if not self.abandoned and now >= self.agent_heard + self.agent_timeout:
+                    log.warning(
+                        "event=agent_unresponsive node=%s seconds=%.1f action=leave",
+                        self.beat.config.node,
+                        now - self.agent_heard,
+                    )
+                    self.abandoned = True
+                    self.beat.leave(now)
                 # A datagram that waited in the socket counts before the timer judges.
-                if now >= self.beat.next_deadline():
+                if not self.abandoned and now >= self.beat.next_deadline():
                     events += self.beat.handle_timer(now)
                 self.finish(events)
         finally:
             selector.close()
             self.reports.close()
+
+    def next_deadline(self) -> float:
+        if self.abandoned:
+            return self.beat.next_deadline() + 3600  # silent: only the agent wakes it
+        return min(self.beat.next_deadline(), self.agent_heard + self.agent_timeout)
 
     def commands(self) -> bool | None:
         """Apply the agent's commands; whether to leave (True/False) when told to stop."""
@@ -128,7 +152,12 @@ class Server:
                 kind, value = self.conn.recv()
             except (EOFError, OSError):
                 return True  # the agent is gone: tell the peers
-            if kind == "owned":
+            self.agent_heard = time.monotonic()
+            if self.abandoned:
+                log.warning("event=agent_responsive node=%s action=rejoin", self.beat.config.node)
+                self.abandoned = False
+            if kind in ("owned", "tick"):
+                # A tick carries the owned VIPs too: after a silence they are sent again.
                 self.beat.set_owned(value, time.monotonic())
             elif kind == "peers":
                 self.beat.set_peers(value)
@@ -195,7 +224,7 @@ def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
     conn = Connection(fd)
-    config, peers, bind, started = conn.recv()
+    config, peers, bind, started, agent_timeout = conn.recv()
     try:
         sock = bind_socket(bind)
     except OSError as err:
@@ -204,7 +233,7 @@ def main(fd: int) -> None:
     beat = Heartbeat(config, started=started)
     beat.set_peers(peers)
     conn.send(("ready", None, view_of(beat)))
-    server = Server(conn, sock, beat)
+    server = Server(conn, sock, beat, agent_timeout)
     try:
         server.serve()
     except (BrokenPipeError, ConnectionResetError, EOFError):

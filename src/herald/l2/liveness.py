@@ -30,6 +30,10 @@ DEFAULT_PORT = 7946
 # How long the process may take to start and bind, and to stop after `close`.
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 2.0
+# How long the agent's event loop may stay silent (hung, stopped) before its heartbeat
+# process gives its VIPs up: far above any stall seen under load (a few seconds at most on
+# the overloaded lab machine would still be a failover the user did not ask for).
+DEFAULT_AGENT_TIMEOUT = 5.0
 
 
 def start_config(node: str, key: bytes, **settings: float | int | None) -> Config:
@@ -78,6 +82,7 @@ class Liveness:
         self._reported: dict[str, Any] = {}
         self._owned: frozenset[IPAddress] = frozenset()
         self._loop = asyncio.get_running_loop()
+        self._ticker: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(
@@ -87,6 +92,7 @@ class Liveness:
         bind: Address,
         on_event: Callable[[Event], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
+        agent_timeout: float = DEFAULT_AGENT_TIMEOUT,
     ) -> Liveness:
         mine, theirs = socket.socketpair()
         process = subprocess.Popen(
@@ -96,7 +102,7 @@ class Liveness:
         theirs.close()
         conn = Connection(mine.detach())
         started = time.monotonic()
-        conn.send((config, dict(peers), bind, started))
+        conn.send((config, dict(peers), bind, started, agent_timeout))
         try:
             kind, detail, view = await asyncio.to_thread(_first_message, conn)
         except (OSError, EOFError, TimeoutError) as err:
@@ -108,6 +114,7 @@ class Liveness:
         liveness = cls(config, started, process, conn, on_event, on_failure)
         liveness._reported = view
         liveness._loop.add_reader(conn.fileno(), liveness._on_readable)
+        liveness._tick()
         return liveness
 
     def view(self) -> View:
@@ -136,10 +143,18 @@ class Liveness:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        if self._ticker is not None:
+            self._ticker.cancel()
         self._loop.remove_reader(conn.fileno())
         with contextlib.suppress(OSError):  # the process is gone already
             conn.send(("close", leave))
         _stop(self._process, conn)
+
+    def _tick(self) -> None:
+        """Tells the heartbeat process, once an interval, that this loop still runs."""
+        self._command("tick", self._owned)
+        if self._conn is not None:
+            self._ticker = self._loop.call_later(self.config.interval, self._tick)
 
     def _command(self, kind: str, value: object) -> None:
         if self._conn is None:
