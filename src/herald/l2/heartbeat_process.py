@@ -110,8 +110,7 @@ class Server:
         try:
             self.finish(self.beat.handle_timer(time.monotonic()))
             while True:
-                timeout = max(0.0, self.next_deadline() - time.monotonic())
-                for key, mask in selector.select(timeout):
+                for key, mask in selector.select(self.timeout()):
                     if key.fileobj is self.reports and mask & selectors.EVENT_WRITE:
                         self.report()
                 leave = self.commands()
@@ -140,10 +139,12 @@ class Server:
             selector.close()
             self.reports.close()
 
-    def next_deadline(self) -> float:
+    def timeout(self) -> float | None:
+        """How long to wait for input; None (until input comes) while silent."""
         if self.abandoned:
-            return self.beat.next_deadline() + 3600  # silent: only the agent wakes it
-        return min(self.beat.next_deadline(), self.agent_heard + self.agent_timeout)
+            return None
+        deadline = min(self.beat.next_deadline(), self.agent_heard + self.agent_timeout)
+        return max(0.0, deadline - time.monotonic())
 
     def commands(self) -> bool | None:
         """Apply the agent's commands; whether to leave (True/False) when told to stop."""
