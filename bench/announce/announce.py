@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import queue
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import external_ip
+from stamp import stamp
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 SERVICE = """apiVersion: v1
@@ -144,10 +146,7 @@ def main() -> None:
         }
 
     results = {
-        "benchmark": "announce",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.system()} {platform.release()}",
+        **stamp("announce"),
         "router": args.router,
         "nodes": nodes,
         "services": args.services,

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-from datetime import UTC, datetime
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
+
+from stamp import stamp
 
 FILE = Path(__file__).resolve().parents[1] / "results" / "dataplane.json"
 
 
-def machine() -> str:
-    cpus = os.cpu_count()
-    return f"{platform.node()} {platform.machine()}, {cpus} CPUs, kernel {platform.release()}"
-
-
 def record(section: str, result: dict[str, object]) -> None:
     stamped = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **stamp(section),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         **result,
     }

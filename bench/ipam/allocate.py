@@ -15,17 +15,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
+import sys
 import time
 import tracemalloc
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
 
 from herald.api.pool import LoadBalancerIPPool
 from herald.ipam import Allocator, ServiceRequest
 from herald.ipam.request import to_address
+from stamp import stamp
 
 POOLS = 10
 
@@ -152,10 +154,7 @@ def main() -> None:
     changes = one_change(allocator, requests)
 
     results = {
-        "benchmark": "ipam",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.system()} {platform.release()}",
+        **stamp("ipam"),
         "services": args.services,
         "pools": POOLS,
         "build_requests_seconds": round(request_seconds, 3),

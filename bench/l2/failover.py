@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
@@ -43,6 +44,7 @@ from herald.lab.failover import (
     restore,
 )
 from herald.lab.topology import Topology
+from stamp import stamp
 
 L2_SEED = Path(__file__).resolve().parents[2] / "examples" / "l2-seed"
 
@@ -132,11 +134,7 @@ def main() -> None:
         cluster.down()
 
     report = {
-        "benchmark": "l2-failover",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}",
+        **stamp("l2-failover"),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "nodes": len(topology.nodes),
