@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from herald.agent.status import DEFAULT_STATUS_DIR, query_all
+from herald.cli.l2 import owner_rows
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import external_ip
@@ -33,6 +35,7 @@ from herald.lab.failover import (
     restore,
     url,
 )
+from herald.lab.netns import run
 from herald.lab.topology import Topology
 
 pytestmark = pytest.mark.netns
@@ -139,9 +142,35 @@ def l2_lab() -> Iterator[Topology]:
 
 
 def curl(vip: str, port: int = 80, host: str = "client1") -> str:
+    """The answer; when it is not a 200, followed by what explains it (curl's error, the
+    client's neighbour entry, who answers for the VIP, what each agent last applied)."""
     # -g: the brackets of an IPv6 URL are not a glob.
-    return cluster.run_in(
-        host, "curl", "-g", "-s", "-m", "3", "-w", "status=%{http_code}", url(vip, port)
+    command = ("curl", "-g", "-sS", "-m", "3", "-w", "status=%{http_code}", url(vip, port))
+    result = run(["ip", "netns", "exec", cluster.PREFIX + host, *command], check=False)
+    if result.stdout.endswith("status=200"):
+        return result.stdout
+    return f"{result.stdout}\n{diagnosis(vip, host, result.stderr)}"
+
+
+def diagnosis(vip: str, host: str, error: str) -> str:
+    agents = query_all(DEFAULT_STATUS_DIR)
+    rows = [row for row in owner_rows(agents) if row["vip"] == vip]
+    now = time.time()
+    applied = [
+        f"{a.get('node')}: {len(a.get('services', []))} services applied "
+        f"{now - a['appliedAt']:.1f} s ago in {a.get('applyMs') or 0:.0f} ms, "
+        f"live {len((a.get('l2') or {}).get('live', []))}"
+        if a.get("appliedAt")
+        else f"{a.get('node')}: {a.get('error', 'nothing applied')}"
+        for a in agents
+    ]
+    return "\n".join(
+        [
+            f"curl from {host}: {error.strip()}",
+            f"neighbour: {cluster.run_in(host, 'ip', 'neigh', 'show', vip).strip()}",
+            f"owners: {[(r['owner'], r['interfaces'], r.get('since')) for r in rows]}",
+            *applied,
+        ]
     )
 
 

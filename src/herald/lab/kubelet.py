@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import watchfiles
 import yaml
 
 from herald.api.core import Service
@@ -32,6 +31,7 @@ from herald.lab.cluster import GENERATED, LAB_DIR, PREFIX, lab, read_state
 from herald.lab.netns import Lab, delete_namespace, end_process, run
 from herald.lab.topology import LabNode, Topology
 from herald.sources.files import write_atomically
+from herald.sources.watch import wakeups
 
 log = logging.getLogger(__name__)
 PODS = LAB_DIR / "pods.json"
@@ -271,14 +271,15 @@ class Kubelet:
 async def run_kubelet(manifests: Path) -> None:
     state = read_state()
     kubelet = Kubelet(manifests, Topology.from_json(state["topology"]))
-    kubelet.reconcile()
-    async for changes in watchfiles.awatch(manifests, debounce=10, step=1, watch_filter=None):
-        if any(_is_input(Path(path).relative_to(manifests)) for _, path in changes):
-            kubelet.reconcile()
+    # The watch starts before the first reconcile: starting pods takes seconds, and a
+    # Service written meanwhile must still get its EndpointSlices.
+    async for _ in wakeups([manifests], lambda path: _is_input(manifests, path), 10):
+        kubelet.reconcile()
 
 
-def _is_input(relative: Path) -> bool:
+def _is_input(manifests: Path, path: Path) -> bool:
     """A user's manifest: not the slices this kubelet writes, nor the status in hidden
     directories (woken by those, it would compete for the CPU with the agents for nothing)."""
+    relative = path.relative_to(manifests)
     first = relative.parts[0] if relative.parts else ""
     return first != GENERATED and not first.startswith(".")

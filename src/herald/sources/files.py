@@ -21,13 +21,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import watchfiles
-
 from herald.api.core import Service, ServiceStatus
 from herald.api.manifests import ParsedFile, load_directory
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
+from herald.sources.watch import wakeups
 
 log = logging.getLogger(__name__)
 
@@ -64,31 +63,12 @@ class FileSource:
 
     async def snapshots(self) -> AsyncIterator[ClusterState]:
         self.state.parent.mkdir(parents=True, exist_ok=True)
-        watched = sorted({str(self.manifests), str(self.state.parent)})
-        changes = watchfiles.awatch(
-            *watched, debounce=COALESCE_MS, step=1, recursive=True, watch_filter=None
-        )
-        # awatch sets up its inotify watches when first stepped, before its first await:
-        # stepping it before the initial load means no change in between is missed.
-        pending = asyncio.ensure_future(anext(changes))
-        await asyncio.sleep(0)
-        try:
-            last = self._try_load(None)
-            if last is not None:
-                yield last
-            while True:
-                batch = await pending
-                pending = asyncio.ensure_future(anext(changes))
-                if not any(self._relevant(Path(path)) for _, path in batch):
-                    continue
-                snapshot = self._try_load(last)
-                if snapshot is not None and snapshot is not last:
-                    last = snapshot
-                    yield snapshot
-        finally:
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
-            await changes.aclose()
+        last: ClusterState | None = None
+        async for _ in wakeups((self.manifests, self.state.parent), self._relevant, COALESCE_MS):
+            snapshot = self._try_load(last)
+            if snapshot is not None and snapshot is not last:
+                last = snapshot
+                yield snapshot
 
     def _relevant(self, path: Path) -> bool:
         if path == self.state:
