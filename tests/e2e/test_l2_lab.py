@@ -109,10 +109,17 @@ def vips() -> dict[str, str]:
 
 
 def every_vip_owned() -> dict[str, list[str]] | None:
+    """Each VIP's answering node, if every VIP has exactly one, seen by one status query of
+    every agent (VIPs looked up one query each would stitch views of different moments, and
+    an agent that did not answer would hide the VIPs it answers for)."""
     addresses = set(vips().values())
-    if len(addresses) != SPREAD + 3:
+    agents = query_all(DEFAULT_STATUS_DIR)
+    if len(addresses) != SPREAD + 3 or not agents or any("error" in a for a in agents):
         return None
-    seen = {vip: owners(vip) for vip in addresses}
+    seen: dict[str, list[str]] = {vip: [] for vip in addresses}
+    for row in owner_rows(agents):
+        if row["vip"] in seen and row["owner"] is not None:
+            seen[row["vip"]].append(row["owner"])
     return seen if all(len(nodes) == 1 for nodes in seen.values()) else None
 
 

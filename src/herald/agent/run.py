@@ -30,6 +30,7 @@ from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import PeerConfig
 from herald.bgp.speaker import Speaker
 from herald.dataplane.apply import ApplyError, Datapath, Nft, NftApi
+from herald.dataplane.endpoints import usable_backends
 from herald.dataplane.libnft import LibNft, LibNftUnavailable
 from herald.dataplane.model import ForwardingMode, IPAddress, NodeContext
 from herald.sources.base import Source
@@ -90,11 +91,12 @@ class Agent:
         if plan == previous and not self._applied.errors:
             return  # a change elsewhere (another node's pods, a status echo): nothing to do
         errors = [f"plan: {problem}" for problem in plan.problems]
+        served = _served(plan, self.config.node)
         await self._withdraw_dropped(previous, plan)
-        errors += await self._l2.apply(plan.l2, self._applied.served & _served(plan))
+        errors += await self._l2.apply(plan.l2, self._applied.served & served)
         datapath_errors = await self._apply_datapath(snapshot, plan)
         if not datapath_errors:
-            self._applied.served = _served(plan)
+            self._applied.served = served
         errors += datapath_errors
         errors += await self._apply_peers(plan)
         errors += await self._l2.apply(plan.l2, self._applied.served)
@@ -244,8 +246,13 @@ def _nftables() -> NftApi:
         return Nft()
 
 
-def _served(plan: NodePlan) -> frozenset[IPAddress]:
-    return frozenset(vip for service in plan.services for vip in service.vips)
+def _served(plan: NodePlan, node: str) -> frozenset[IPAddress]:
+    """The VIPs the plan's rules forward somewhere. A Service's rules with no usable backend
+    reject its traffic: answering ARP for its VIP on the strength of those rules, while the
+    rules that add its first backends are still being committed, would turn clients away."""
+    return frozenset(
+        vip for service in plan.services if usable_backends(service, node) for vip in service.vips
+    )
 
 
 def _routes(peer: PeerPlan) -> Mapping[Network, RouteAttributes]:

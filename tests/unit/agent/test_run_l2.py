@@ -55,8 +55,11 @@ def agent(recorder: Recorder) -> Agent:
     return runner
 
 
-def snapshot(vip: str) -> ClusterState:
-    return state(l2_files(), {"default/web1-l2": vip})
+def snapshot(vip: str, ready: bool = True) -> ClusterState:
+    files = l2_files()
+    if not ready:
+        files["eps.yaml"] = files["eps.yaml"].replace("ready: true", "ready: false")
+    return state(files, {"default/web1-l2": vip})
 
 
 def test_answers_only_after_the_rules_are_committed() -> None:
@@ -91,3 +94,18 @@ def test_failed_commit_keeps_announcing_only_what_the_old_rules_serve() -> None:
     asyncio.run(runner.apply_snapshot(snapshot(VIP2)))
     assert recorder.events[-1] == ("l2", {VIP1})
     assert ipaddress.ip_address(VIP2) not in runner._applied.served
+
+
+def test_rules_that_reject_do_not_count_as_serving() -> None:
+    """The Service's rules were committed while it had no ready endpoint (they reject): when
+    its first endpoint turns ready, the VIP is answered for only once the rules that forward
+    to it are in, not on the strength of the rules that reject."""
+    recorder = Recorder()
+    runner = agent(recorder)
+    asyncio.run(runner.apply_snapshot(snapshot(VIP1, ready=False)))
+    assert recorder.events[-1] == ("l2", set())
+    recorder.events.clear()
+    asyncio.run(runner.apply_snapshot(snapshot(VIP1)))
+    assert recorder.events[0] == ("l2", set())
+    assert any(kind == "nft" for kind, _ in recorder.events[1:-1])
+    assert recorder.events[-1] == ("l2", {VIP1})
