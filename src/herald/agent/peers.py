@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from herald.agent.plan import PeerPlan
+from herald.api.bfd import BFDProfileSpec
+from herald.bfd.session import Timers
 from herald.bgp.peer import PeerConfig
 from herald.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, Family
 
@@ -50,4 +52,17 @@ def peer_config(peer: PeerPlan) -> PeerConfig:
         graceful_restart_time=(
             spec.graceful_restart.restart_time_seconds if spec.graceful_restart.enabled else None
         ),
+        bfd=_bfd_timers(peer.bfd),
+    )
+
+
+def _bfd_timers(profile: BFDProfileSpec | None) -> Timers | None:
+    if profile is None:
+        return None
+    # Profiles are in milliseconds, BFD's wire in microseconds.
+    return Timers(
+        desired_min_tx=profile.transmit_interval * 1000,
+        required_min_rx=profile.receive_interval * 1000,
+        detect_mult=profile.detect_multiplier,
+        passive=profile.passive_mode,
     )

@@ -24,6 +24,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from herald.api.bfd import BFDProfileSpec
 from herald.api.bgp import (
     WELL_KNOWN_COMMUNITIES,
     Advertisement,
@@ -73,6 +74,7 @@ class PeerPlan:
     config: BGPPeerConfigSpec
     password: str | None
     routes: tuple[tuple[IPNetwork, RouteAttributes], ...] = ()
+    bfd: BFDProfileSpec | None = None
 
     @property
     def key(self) -> str:
@@ -149,6 +151,7 @@ def plan_node(
                         config=spec,
                         password=_password(state, spec, problems),
                         routes=tuple(sorted(routes.items(), key=lambda r: _network_order(r[0]))),
+                        bfd=_bfd(state, spec, peer.name, problems),
                     )
                 )
     dataplane = tuple(
@@ -324,6 +327,23 @@ def _password(state: ClusterState, spec: BGPPeerConfigSpec, problems: list[str])
             return None
     problems.append(f"Secret {spec.auth_secret_ref} not found")
     return None
+
+
+def _bfd(
+    state: ClusterState, spec: BGPPeerConfigSpec, peer: str, problems: list[str]
+) -> BFDProfileSpec | None:
+    if spec.bfd_profile_ref is None:
+        return None
+    profile = state.bfd_profiles_by_name.get(spec.bfd_profile_ref)
+    if profile is None:
+        problems.append(f"peer {peer}: BFDProfile {spec.bfd_profile_ref} not found; no BFD")
+        return None
+    if spec.ebgp_multihop > 1:
+        problems.append(f"peer {peer}: BFD is single-hop only here (ebgpMultihop > 1); no BFD")
+        return None
+    if profile.spec.echo_mode:
+        problems.append(f"BFDProfile {spec.bfd_profile_ref}: echo mode is not supported; off")
+    return profile.spec
 
 
 def _router_id(node: Node) -> str | None:

@@ -221,6 +221,7 @@ class Agent:
                         "received": status.received_prefixes,
                         "advertised": status.advertised_prefixes,
                         "lastDown": status.last_down,
+                        "bfd": status.bfd,
                         "routes": sorted(
                             str(prefix.network) for prefix in speaker.advertised_routes(status.peer)
                         ),

@@ -32,9 +32,14 @@ class BFDProfileSpec(HeraldModel):
         default=50,
         ge=10,
         le=60000,
-        description="Minimum interval, in milliseconds, of echo packets (echo mode only).",
+        description="Minimum interval, in milliseconds, of echo packets (echo mode only; "
+        "not supported).",
     )
-    echo_mode: bool = Field(default=False, description="Enables BFD echo mode.")
+    echo_mode: bool = Field(
+        default=False,
+        description="Enables BFD echo mode. Not supported: the agent reports it and runs "
+        "without echo.",
+    )
     passive_mode: bool = Field(
         default=False, description="Waits for the peer to start the session instead of starting it."
     )
@@ -42,7 +47,8 @@ class BFDProfileSpec(HeraldModel):
         default=254,
         ge=1,
         le=254,
-        description="Lowest TTL accepted on incoming BFD control packets (multihop).",
+        description="Lowest TTL accepted on incoming BFD control packets (multihop). herald "
+        "runs single-hop BFD only, which accepts TTL 255 alone.",
     )
 
 

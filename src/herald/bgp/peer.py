@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
+from herald.bfd.session import Timers
 from herald.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, Family
 
 IPAddress = IPv4Address | IPv6Address
@@ -24,6 +25,8 @@ class PeerConfig:
     - `graceful_restart_time`: advertised restart time; None disables graceful restart.
     - `ipv4_next_hop` / `ipv6_next_hop`: next hop for a family the transport cannot supply
       (IPv4 routes over IPv6 transport, IPv6 routes over IPv4 transport).
+    - `bfd`: run a single-hop BFD session with the peer; when it goes down, so does the BGP
+      session (without waiting for the hold timer).
     """
 
     address: IPAddress
@@ -43,6 +46,7 @@ class PeerConfig:
     graceful_restart_time: int | None = 120
     ipv4_next_hop: IPv4Address | None = None
     ipv6_next_hop: IPv6Address | None = None
+    bfd: Timers | None = None
 
     def __post_init__(self) -> None:
         if self.hold_time in (1, 2) or not 0 <= self.hold_time <= 0xFFFF:

@@ -24,6 +24,9 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
+from herald.bfd.endpoint import Endpoint
+from herald.bfd.packet import State as BfdState
+from herald.bfd.session import StateChange
 from herald.bgp.export import (
     ExportContext,
     Network,
@@ -81,6 +84,7 @@ class PeerStatus:
     messages_in: int
     messages_out: int
     last_down: str | None
+    bfd: str | None = None  # the BFD session's state, None without BFD
 
 
 @dataclass(eq=False)
@@ -121,6 +125,7 @@ class Speaker:
         self._peers: dict[IPAddress, _Peer] = {}
         self._listener = Listener(*listen, self._session_for) if listen else None
         self._subscribers: set[asyncio.Queue[PeerEvent]] = set()
+        self._bfd: Endpoint | None = None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -133,6 +138,9 @@ class Speaker:
             await self.remove_peer(address)
         if self._listener is not None:
             await self._listener.close()
+        if self._bfd is not None:
+            self._bfd.close()
+            self._bfd = None
 
     async def __aenter__(self) -> Speaker:
         await self.start()
@@ -162,11 +170,18 @@ class Speaker:
             config.passive,
         )  # fmt: skip
         peer.session.start()
+        if config.bfd is not None:
+            if self._bfd is None:
+                self._bfd = Endpoint()
+                self._bfd.start()
+            self._bfd.add(config.address, config.bfd, self._bfd_changed)
 
     async def remove_peer(self, address: IPAddress) -> None:
         peer = self._peers.pop(address, None)
         if peer is None:
             return
+        if self._bfd is not None:
+            self._bfd.remove(address)
         await peer.session.stop()
         if peer.sync_task is not None:
             peer.sync_task.cancel()
@@ -177,6 +192,13 @@ class Speaker:
         if self._listener is not None and peer.config.password:
             self._listener.set_password(address, None)
         log.info("event=peer_removed peer=%s", address)
+
+    def _bfd_changed(self, address: IPAddress, change: StateChange) -> None:
+        # Only a session that was Up going down says the path failed; one that never came
+        # up says nothing about BGP (the peer may run no BFD), as FRR does by default.
+        peer = self._peers.get(address)
+        if peer is not None and change.old is BfdState.UP and change.new is BfdState.DOWN:
+            peer.session.cease(CeaseSubcode.BFD_DOWN, f"BFD down ({change.diag.name.lower()})")
 
     def _session_for(self, address: IPAddress) -> Session | None:
         peer = self._peers.get(address)
@@ -268,9 +290,14 @@ class Speaker:
                 messages_in=p.session.messages_in,
                 messages_out=p.session.messages_out,
                 last_down=p.session.last_down.reason if p.session.last_down else None,
+                bfd=self._bfd_state(address),
             )
             for address, p in self._peers.items()
         ]
+
+    def _bfd_state(self, address: IPAddress) -> str | None:
+        state = self._bfd.state(address) if self._bfd is not None else None
+        return state.name.lower() if state is not None else None
 
     async def events(self) -> AsyncIterator[PeerEvent]:
         """Every peer event from now on, for as long as the caller iterates."""

@@ -22,6 +22,7 @@ import click
 import yaml
 
 from herald.api.bgp import parse_large_community, parse_standard_community
+from herald.bfd.session import Timers
 from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import BGP_PORT, PeerConfig
 from herald.bgp.speaker import Speaker
@@ -121,6 +122,10 @@ def _load_file(path: Path) -> Any:
 @click.option("--ttl-security", type=int, default=None, help="GTSM: hops to the peer.")
 @click.option("--max-prefixes", type=int, default=None, help="Cease when a peer sends more.")
 @click.option("--graceful-restart", type=int, default=120, show_default=True, help="0: off.")
+@click.option("--bfd-interval", type=int, default=None, help="BFD with this TX/RX interval (ms).")
+@click.option(
+    "--bfd-multiplier", type=int, default=3, show_default=True, help="BFD packets missed."
+)
 @click.option("--restarting", is_flag=True, help="Set the GR Restart State bit (after a crash).")
 @click.option("--status-interval", type=float, default=0.0, help="Print peer counters every N s.")
 @click.option("--log-level", default="INFO", show_default=True)
@@ -195,9 +200,18 @@ def _peer_config(text: str, options: dict[str, Any]) -> PeerConfig:
             ipv6_next_hop=IPv6Address(options["next_hop_ipv6"])
             if options["next_hop_ipv6"]
             else None,
+            bfd=_bfd_timers(options["bfd_interval"], options["bfd_multiplier"]),
         )
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+def _bfd_timers(interval_ms: int | None, multiplier: int) -> Timers | None:
+    if interval_ms is None:
+        return None
+    if not 10 <= interval_ms <= 60_000:
+        raise ValueError(f"--bfd-interval {interval_ms}: use 10..60000 ms")
+    return Timers(interval_ms * 1000, interval_ms * 1000, multiplier)
 
 
 async def _speak(
@@ -247,4 +261,5 @@ async def _report(speaker: Speaker, interval: float) -> None:
             click.echo(
                 f"peer={s.peer} state={s.state.value} received={s.received_prefixes} "
                 f"advertised={s.advertised_prefixes} in={s.messages_in} out={s.messages_out}"
+                + (f" bfd={s.bfd}" if s.bfd else "")
             )

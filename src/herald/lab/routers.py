@@ -30,6 +30,7 @@ class Neighbor:
     passive: bool = False
     ipv6: bool = True  # carry IPv6 unicast as well as IPv4 unicast
     local_address: str | None = None  # when the router has several on the segment
+    bfd_interval: int | None = None  # ms: BFD with the peer (FRR only)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class Frr(_Daemon):
             f"hostname {self.host}",
             f"log file {self.run_dir / 'frr.log'}",
             "!",
+            *self._bfd_profiles(),
             f"router bgp {s.asn}",
             f" bgp router-id {s.router_id}",
             " no bgp ebgp-requires-policy",
@@ -193,6 +195,8 @@ class Frr(_Daemon):
                 lines.append(f" neighbor {n.address} passive")
             if n.local_address:
                 lines.append(f" neighbor {n.address} update-source {n.local_address}")
+            if n.bfd_interval:
+                lines.append(f" neighbor {n.address} bfd profile ms{n.bfd_interval}")
         for family in ("ipv4", "ipv6"):
             lines.append(f" address-family {family} unicast")
             lines += [" maximum-paths 16", " maximum-paths ibgp 16"]
@@ -203,6 +207,13 @@ class Frr(_Daemon):
             lines.append(" exit-address-family")
         return "\n".join(lines) + "\n"
 
+    def _bfd_profiles(self) -> list[str]:
+        intervals = sorted({n.bfd_interval for n in self.spec.neighbors if n.bfd_interval})
+        lines = ["bfd"] if intervals else []
+        for ms in intervals:
+            lines += [f" profile ms{ms}", f"  transmit-interval {ms}", f"  receive-interval {ms}"]
+        return [*lines, "!"] if lines else []
+
     def start(self) -> None:
         for directory in (self.etc, self.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
@@ -212,13 +223,14 @@ class Frr(_Daemon):
         (self.etc / "vtysh.conf").write_text("")
         for path in (conf, self.etc / "vtysh.conf"):
             shutil.chown(path, "frr", "frr")
-        for daemon in ("zebra", "bgpd"):
+        bfd = any(n.bfd_interval for n in self.spec.neighbors)
+        for daemon in ("zebra", "bfdd", "bgpd") if bfd else ("zebra", "bgpd"):
             self.spawn(
                 [f"/usr/lib/frr/{daemon}", "-N", self.pathspace, "-f", str(conf), "-u", "frr",
                  "-g", "frr"],
                 f"{daemon}.out",
             )  # fmt: skip
-            ready = self.run_dir / ("zserv.api" if daemon == "zebra" else "bgpd.vty")
+            ready = self.run_dir / ("zserv.api" if daemon == "zebra" else f"{daemon}.vty")
             wait_for(ready.exists, 10, f"{daemon}'s socket {ready}")
 
     def stop(self) -> None:
@@ -236,6 +248,11 @@ class Frr(_Daemon):
         summary = self.vtysh("show bgp ipv4 unicast summary json")
         peers = summary.get("peers", {})
         return sum(1 for p in peers.values() if p.get("state") == "Established")
+
+    def bfd_peers(self) -> dict[str, str]:
+        """BFD peer address -> status ("up", "down", ...)."""
+        peers = self.vtysh("show bfd peers json")
+        return {p["peer"]: p["status"] for p in peers} if isinstance(peers, list) else {}
 
     def routes(self, family: str = "ipv4") -> dict[str, ReceivedRoute]:
         table = self.vtysh(f"show bgp {family} unicast json").get("routes", {})

@@ -6,9 +6,14 @@ import dataclasses
 import ipaddress
 from pathlib import Path
 
+import pytest
+
+from herald.agent.peers import peer_config
 from herald.agent.plan import plan_node
 from herald.api.manifests import parse_manifests
+from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
+from herald.bfd.session import Timers
 from herald.bgp.export import RouteAttributes
 from herald.bgp.wire import LargeCommunity
 from herald.dataplane.model import ForwardingMode, TrafficPolicy
@@ -188,3 +193,20 @@ def test_pod_cidr_advertisement_and_determinism() -> None:
     plan = plan_node(snapshot, "k8s-worker3")
     assert [str(r[0]) for r in plan.peers[0].routes] == ["198.18.3.0/24"]
     assert plan == plan_node(state(files, SEED_STATUS), "k8s-worker3")
+
+
+def test_bfd_profile_reaches_the_peer_config() -> None:
+    files = seed_files()
+    bgp = next(k for k in files if k.endswith("bgp.yaml"))
+    files[bgp] = files[bgp].replace("  timers:\n", "  bfdProfileRef: fast\n  timers:\n", 1)
+    files["bfd.yaml"] = (
+        "apiVersion: herald.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: fast}\n"
+        "spec: {transmitInterval: 100, receiveInterval: 200, detectMultiplier: 4}\n"
+    )
+    (peer,) = plan_node(state(files, SEED_STATUS), "k8s-worker1").peers
+    assert peer_config(peer).bfd == Timers(100_000, 200_000, 4)
+    # A profile that is gone: the session runs without BFD and the agent says why.
+    del files["bfd.yaml"]
+    files[bgp] = files[bgp].replace("bfdProfileRef: fast", "bfdProfileRef: gone")
+    with pytest.raises(ManifestError, match="gone"):
+        state(files, SEED_STATUS)

@@ -64,7 +64,7 @@ class FsmSubcode(IntEnum):
 
 
 class CeaseSubcode(IntEnum):
-    """RFC 4486."""
+    """RFC 4486; 10 from RFC 9384."""
 
     MAXIMUM_PREFIXES_REACHED = 1
     ADMINISTRATIVE_SHUTDOWN = 2
@@ -74,6 +74,7 @@ class CeaseSubcode(IntEnum):
     OTHER_CONFIGURATION_CHANGE = 6
     CONNECTION_COLLISION_RESOLUTION = 7
     OUT_OF_RESOURCES = 8
+    BFD_DOWN = 10
 
 
 class Treatment(Enum):

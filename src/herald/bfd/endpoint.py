@@ -1,0 +1,216 @@
+"""Single-hop BFD over UDP (RFC 5881) on the event loop: the shell around `session`.
+
+Control packets go to port 3784 from one source port in 49152-65535 with TTL 255. A packet
+that arrives with a TTL below 255 was routed, so it cannot come from a neighbour on the link,
+and is dropped (RFC 5881 §5). A packet is matched to its session by Your Discriminator, or
+while that is still 0 by the sender's address. Removing a session sends AdminDown first, so
+the peer takes it as administrative, not as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from herald.bfd.packet import BfdError, State, decode
+from herald.bfd.session import Session, StateChange, Timers
+from herald.dataplane.model import IPAddress
+
+log = logging.getLogger(__name__)
+
+BFD_PORT = 3784
+IP_RECVTTL = 12  # linux/in.h; not exported by Python's socket module
+_SOURCE_PORTS = range(49152, 65536)
+_READ_BATCH = 64
+_CMSG_SPACE = socket.CMSG_SPACE(4)
+
+OnChange = Callable[[IPAddress, StateChange], None]
+
+
+@dataclass
+class _Peer:
+    address: IPAddress
+    session: Session
+    on_change: OnChange
+    timer: asyncio.TimerHandle | None = None
+
+
+class Endpoint:
+    def __init__(self, port: int = BFD_PORT) -> None:
+        self.port = port
+        self._peers: dict[IPAddress, _Peer] = {}
+        self._by_discriminator: dict[int, _Peer] = {}
+        self._receivers: list[socket.socket] = []
+        self._senders: dict[int, socket.socket] = {}
+        self._loop = asyncio.get_running_loop()
+
+    def start(self) -> None:
+        """Opens the sockets; IPv6 is skipped (and logged) where the host has none."""
+        for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            try:
+                self._open(family, address)
+            except OSError as err:
+                if family == socket.AF_INET:
+                    self.close()
+                    raise
+                log.warning("event=bfd_no_ipv6 error=%r", str(err))
+
+    def _open(self, family: int, address: str) -> None:
+        receiver = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            receiver.setblocking(False)
+            if family == socket.AF_INET6:
+                receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            else:
+                receiver.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            receiver.bind((address, self.port))
+            sender = _sender(family, address)
+        except OSError:
+            receiver.close()
+            raise
+        self._receivers.append(receiver)
+        self._senders[family] = sender
+        self._loop.add_reader(receiver.fileno(), self._read, receiver)
+
+    def close(self) -> None:
+        for peer in list(self._peers):
+            self.remove(peer)
+        for sock in self._receivers:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        for sock in self._senders.values():
+            sock.close()
+        self._receivers.clear()
+        self._senders.clear()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def add(self, address: IPAddress, timers: Timers, on_change: OnChange) -> None:
+        """A session towards `address` (replacing one with other timers)."""
+        existing = self._peers.get(address)
+        if existing is not None:
+            if existing.session.timers == timers:
+                existing.on_change = on_change
+                return
+            self.remove(address)
+        discriminator = self._new_discriminator()
+        session = Session(discriminator, timers, self._loop.time())
+        peer = _Peer(address, session, on_change)
+        self._peers[address] = peer
+        self._by_discriminator[discriminator] = peer
+        self._run(peer)
+
+    def remove(self, address: IPAddress) -> None:
+        peer = self._peers.pop(address, None)
+        if peer is None:
+            return
+        del self._by_discriminator[peer.session.local_discriminator]
+        if peer.timer is not None:
+            peer.timer.cancel()
+        if peer.session.remote_discriminator:
+            self._transmit(peer.address, peer.session.admin_down().encode())
+
+    def state(self, address: IPAddress) -> State | None:
+        peer = self._peers.get(address)
+        return peer.session.state if peer is not None else None
+
+    def _new_discriminator(self) -> int:
+        while True:
+            value = random.randrange(1, 2**32)
+            if value not in self._by_discriminator:
+                return value
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _read(self, sock: socket.socket) -> None:
+        for _ in range(_READ_BATCH):
+            try:
+                data, ancillary, _flags, source = sock.recvmsg(128, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                log.warning("event=bfd_receive_failed error=%r", str(err))
+                return
+            ttl = next((struct.unpack("i", d[:4])[0] for _l, _t, d in ancillary), None)
+            if ttl != 255:
+                continue  # routed: not a neighbour on the link
+            self._deliver(data, ipaddress.ip_address(source[0]))
+
+    def _deliver(self, data: bytes, source: IPAddress) -> None:
+        try:
+            packet = decode(data)
+        except BfdError as err:
+            log.debug("event=bfd_discarded source=%s error=%r", source, str(err))
+            return
+        if packet.your_discriminator:
+            peer = self._by_discriminator.get(packet.your_discriminator)
+        else:
+            peer = self._peers.get(source)
+        if peer is None or peer.address != source:
+            return
+        changes = peer.session.receive(packet, self._loop.time())
+        self._run(peer, changes)
+
+    def _fire(self, peer: _Peer) -> None:
+        peer.timer = None
+        self._run(peer, peer.session.expire(self._loop.time()))
+
+    def _run(self, peer: _Peer, changes: list[StateChange] | None = None) -> None:
+        for change in changes or ():
+            log.info(
+                "event=bfd_state peer=%s before=%s after=%s diag=%s",
+                peer.address,
+                change.old.name,
+                change.new.name,
+                change.diag.name,
+            )
+            peer.on_change(peer.address, change)
+        if self._peers.get(peer.address) is not peer:
+            return  # removed by the callback
+        self._send(peer)
+        if peer.timer is not None:
+            peer.timer.cancel()
+        deadline = peer.session.deadline()
+        peer.timer = None if deadline is None else self._loop.call_at(deadline, self._fire, peer)
+
+    def _send(self, peer: _Peer) -> None:
+        packet = peer.session.due(self._loop.time())
+        if packet is not None:
+            self._transmit(peer.address, packet.encode())
+
+    def _transmit(self, address: IPAddress, data: bytes) -> None:
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        sender = self._senders.get(family)
+        if sender is None:
+            return
+        with contextlib.suppress(OSError):  # no route yet: the detection timer will say so
+            sender.sendto(data, (str(address), BFD_PORT))
+
+
+def _sender(family: int, address: str) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        for port in random.sample(_SOURCE_PORTS, 64):
+            try:
+                sock.bind((address, port))
+                return sock
+            except OSError:
+                continue
+        raise OSError("no free source port in 49152-65535")
+    except OSError:
+        sock.close()
+        raise
