@@ -235,3 +235,50 @@ def test_lab_from_a_topology_file(lab_cleanup: None) -> None:
     # The router is BIRD, as the file says.
     ctl = str(cluster.LAB_DIR / "router" / "bird.ctl")
     assert "Established" in cluster.run_in("router", "birdc", "-s", ctl, "show protocols")
+
+
+BFD = """\
+apiVersion: herald.io/v1alpha1
+kind: BFDProfile
+metadata: {name: lab}
+spec: {transmitInterval: 300, receiveInterval: 300, detectMultiplier: 3}
+"""
+
+
+def bfd_up() -> set[str]:
+    out = cluster.run_in(
+        "router", "vtysh", "-N", cluster.PREFIX + "router", "-c", "show bfd peers json"
+    )
+    return {peer["peer"] for peer in json.loads(out or "[]") if peer.get("status") == "up"}
+
+
+def test_bfd_takes_a_silent_nodes_next_hop_away_before_the_hold_time(lab_cleanup: None) -> None:
+    """k8s-worker5 goes silent: every packet to or from the node itself is dropped (no TCP
+    reset, no link down on the router's side; traffic it forwards to its pods still
+    passes). The hold time (9 s) would notice after 9 s; BFD at 300 ms x 3 after about a
+    second, and the router stops sending the node traffic."""
+    run_demo(SEED, "frr", lambda _: None)
+    bgp = (
+        (SEED / "bgp.yaml")
+        .read_text()
+        .replace("  timers:\n", "  bfdProfileRef: lab\n  timers:\n", 1)
+    )
+    (DEFAULT_MANIFESTS / "bfd.yaml").write_text(BFD)
+    (DEFAULT_MANIFESTS / "bgp.yaml").write_text(bgp)
+    cluster.wait_until(lambda: bfd_up() == NODES, 30, "BFD up with every node")
+    wait_for_hops(NODES)
+    cluster.run_in("k8s-worker5", "nft", "add table inet cut", check=True)
+    for hook in ("input", "output"):
+        cluster.run_in(
+            "k8s-worker5", "nft",
+            f"add chain inet cut {hook} {{ type filter hook {hook} priority -300 ; policy drop ; }}",
+            check=True,
+        )  # fmt: skip
+    cut = time.monotonic()
+    try:
+        wait_for_hops(NODES - {"192.0.2.25"}, timeout=15)
+        assert time.monotonic() - cut < 9, "the hold time, not BFD, took the next hop away"
+        assert "pod=web1-" in curl()
+    finally:
+        cluster.run_in("k8s-worker5", "nft", "delete table inet cut")
+    wait_for_hops(NODES, timeout=30)

@@ -188,12 +188,18 @@ def _prepare_manifests(manifests: Path, topology: Topology) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
 
 
+BFD_MS = 100  # the lab router's BFD interval; herald's side comes from the BFDProfile
+
+
 def _start_router(network: Lab, topology: Topology, state: dict[str, Any]) -> None:
     spec = RouterSpec(
         asn=LOCAL_ASN,
         router_id=ROUTER_ADDRESS,
         neighbors=tuple(
-            Neighbor(node.address, LOCAL_ASN, passive=True, ipv6=False) for node in topology.nodes
+            # BFD offered to every node: a node whose BGPPeerConfig names no BFDProfile just
+            # never answers, and its session is unaffected.
+            Neighbor(node.address, LOCAL_ASN, passive=True, ipv6=False, bfd_interval=BFD_MS)
+            for node in topology.nodes
         ),
         hold_time=9,
         connect_retry=1,
