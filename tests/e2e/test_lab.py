@@ -265,20 +265,14 @@ def test_bfd_takes_a_silent_nodes_next_hop_away_before_the_hold_time(lab_cleanup
     )
     (DEFAULT_MANIFESTS / "bfd.yaml").write_text(BFD)
     (DEFAULT_MANIFESTS / "bgp.yaml").write_text(bgp)
-    cluster.wait_until(lambda: bfd_up() == NODES, 30, "BFD up with every node")
+    cluster.wait_until(lambda: cluster.router_bfd_up() == NODES, 30, "BFD up with every node")
     wait_for_hops(NODES)
-    cluster.run_in("k8s-worker5", "nft", "add table inet cut", check=True)
-    for hook in ("input", "output"):
-        cluster.run_in(
-            "k8s-worker5", "nft",
-            f"add chain inet cut {hook} {{ type filter hook {hook} priority -300 ; policy drop ; }}",
-            check=True,
-        )  # fmt: skip
+    cluster.silence("k8s-worker5")
     cut = time.monotonic()
     try:
         wait_for_hops(NODES - {"192.0.2.25"}, timeout=15)
         assert time.monotonic() - cut < 9, "the hold time, not BFD, took the next hop away"
         assert "pod=web1-" in curl()
     finally:
-        cluster.run_in("k8s-worker5", "nft", "delete table inet cut")
+        cluster.unsilence("k8s-worker5")
     wait_for_hops(NODES, timeout=30)

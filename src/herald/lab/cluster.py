@@ -274,3 +274,22 @@ def wait_until(check: Any, timeout: float, what: str) -> Any:
 
 def run_in(host: str, *argv: str, check: bool = False) -> str:
     return run(["ip", "netns", "exec", PREFIX + host, *argv], check=check).stdout
+
+
+def silence(host: str) -> None:
+    """Drops every packet to or from `host` itself (not what it forwards): to its peers it
+    falls silent without a TCP reset or a link going down."""
+    run_in(host, "nft", "add table inet silence", check=True)
+    for hook in ("input", "output"):
+        chain = f"{{ type filter hook {hook} priority -300 ; policy drop ; }}"
+        run_in(host, "nft", f"add chain inet silence {hook} {chain}", check=True)
+
+
+def unsilence(host: str) -> None:
+    run_in(host, "nft", "delete table inet silence")
+
+
+def router_bfd_up() -> set[str]:
+    """The addresses the lab's FRR router has an Up BFD session with."""
+    out = run_in("router", "vtysh", "-N", PREFIX + "router", "-c", "show bfd peers json")
+    return {peer["peer"] for peer in json.loads(out or "[]") if peer.get("status") == "up"}
