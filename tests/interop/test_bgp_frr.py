@@ -153,21 +153,24 @@ def test_unknown_peer_is_refused(tmp_path: Path) -> None:
         assert isinstance(frr, Frr)
 
 
-def test_bfd_ends_the_session_long_before_the_hold_timer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["ipv4", "ipv6"])
+def test_bfd_ends_the_session_long_before_the_hold_timer(tmp_path: Path, transport: str) -> None:
     """The path to the router silently stops carrying packets (nftables drops everything on
     the router, so no TCP reset, no interface down). With BFD at 300 ms x 3 both ends end the
     BGP session and FRR withdraws the VIP, with a hold time of 90 s that alone would keep
     the dead route for a minute and a half. When the path heals, both come back."""
     with bgp_lab(tmp_path) as b:
-        spec = RouterSpec(AS, ROUTER_V4, neighbors_for(1, AS, bfd_interval=300), hold_time=90)
-        frr = b.router("frr", spec)
+        v6 = transport == "ipv6"
+        neighbors = neighbors_for(1, AS, v6_transport=v6, bfd_interval=300)
+        frr = b.router("frr", RouterSpec(AS, ROUTER_V4, neighbors, hold_time=90))
+        node, router = (node_v6(0), f"[{ROUTER_V6}]") if v6 else (node_v4(0), ROUTER_V4)
         herald = b.herald(
-            0, "--local-as", str(AS), "--router-id", node_v4(0), "--peer", f"{ROUTER_V4}:{AS}",
+            0, "--local-as", str(AS), "--router-id", node_v4(0), "--peer", f"{router}:{AS}",
             "--hold-time", "90", "--connect-retry", "1", "--bfd-interval", "300",
             "--announce", VIP, "--status-interval", "0.5",
         )  # fmt: skip
         wait_for(lambda: VIP in frr.routes("ipv4"), 20, "the VIP on FRR")
-        wait_for(lambda: frr.bfd_peers().get(node_v4(0)) == "up", 20, "FRR's BFD session up")
+        wait_for(lambda: frr.bfd_peers().get(node) == "up", 20, "FRR's BFD session up")
         wait_for(lambda: "bfd=up" in herald.output(), 10, "herald's BFD session up")
         b.lab.exec("r1", "nft", "add table inet cut")
         for hook in ("input", "output"):
@@ -178,7 +181,7 @@ def test_bfd_ends_the_session_long_before_the_hold_timer(tmp_path: Path) -> None
             )
         wait_for(lambda: VIP not in frr.routes("ipv4"), 10, "FRR to withdraw the VIP")
         wait_for(lambda: "BFD down" in herald.output(), 5, "herald to end the session")
-        assert frr.bfd_peers().get(node_v4(0)) == "down"
+        assert frr.bfd_peers().get(node) == "down"
         b.lab.exec("r1", "nft", "delete table inet cut")
         wait_for(lambda: VIP in frr.routes("ipv4"), 30, "the VIP after the path healed")
-        wait_for(lambda: frr.bfd_peers().get(node_v4(0)) == "up", 20, "BFD up again")
+        wait_for(lambda: frr.bfd_peers().get(node) == "up", 20, "BFD up again")

@@ -63,14 +63,14 @@ class Endpoint:
                 log.warning("event=bfd_no_ipv6 error=%r", str(err))
 
     def _open(self, family: int, address: str) -> None:
-        receiver = socket.socket(family, socket.SOCK_DGRAM)
+        v6 = family == socket.AF_INET6
+        receiver = _udp(
+            family,
+            (socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT)
+            if v6
+            else (socket.IPPROTO_IP, IP_RECVTTL),
+        )
         try:
-            receiver.setblocking(False)
-            if family == socket.AF_INET6:
-                receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-            else:
-                receiver.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
             receiver.bind((address, self.port))
             sender = _sender(family, address)
         except OSError:
@@ -195,22 +195,34 @@ class Endpoint:
             sender.sendto(data, (str(address), BFD_PORT))
 
 
-def _sender(family: int, address: str) -> socket.socket:
+def _udp(family: int, option: tuple[int, int], value: int = 1) -> socket.socket:
+    """A non-blocking UDP socket of one family only, with one option set."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
-        for port in random.sample(_SOURCE_PORTS, 64):
-            try:
-                sock.bind((address, port))
-                return sock
-            except OSError:
-                continue
-        raise OSError("no free source port in 49152-65535")
+        sock.setsockopt(*option, value)
     except OSError:
         sock.close()
         raise
+    return sock
+
+
+def _sender(family: int, address: str) -> socket.socket:
+    """Sends with TTL 255 from a port in 49152-65535 (RFC 5881 §4)."""
+    v6 = family == socket.AF_INET6
+    hops = (
+        (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS)
+        if v6
+        else (socket.IPPROTO_IP, socket.IP_TTL)
+    )
+    sock = _udp(family, hops, 255)
+    for port in random.sample(_SOURCE_PORTS, 64):
+        try:
+            sock.bind((address, port))
+            return sock
+        except OSError:
+            continue
+    sock.close()
+    raise OSError("no free source port in 49152-65535")
