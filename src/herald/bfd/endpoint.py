@@ -115,8 +115,14 @@ class Endpoint:
         del self._by_discriminator[peer.session.local_discriminator]
         if peer.timer is not None:
             peer.timer.cancel()
-        if peer.session.remote_discriminator:
-            self._transmit(peer.address, peer.session.admin_down().encode())
+        session = peer.session
+        if session.remote_discriminator:
+            # §6.8.16: AdminDown for about a detection time, so a lost packet does not make
+            # the peer see a failure where there is a decision.
+            interval = max(session.desired_min_tx, session.remote_min_rx) / 1e6
+            data = session.admin_down().encode()
+            for k in range(session.timers.detect_mult):
+                self._loop.call_later(k * interval, self._transmit, address, data)
 
     def state(self, address: IPAddress) -> State | None:
         peer = self._peers.get(address)
@@ -164,6 +170,12 @@ class Endpoint:
         self._run(peer, peer.session.expire(self._loop.time()))
 
     def _run(self, peer: _Peer, changes: list[StateChange] | None = None) -> None:
+        # Packet and timer first: whatever a callback does, the session keeps running.
+        self._send(peer)
+        if peer.timer is not None:
+            peer.timer.cancel()
+        deadline = peer.session.deadline()
+        peer.timer = None if deadline is None else self._loop.call_at(deadline, self._fire, peer)
         for change in changes or ():
             log.info(
                 "event=bfd_state peer=%s before=%s after=%s diag=%s",
@@ -172,14 +184,10 @@ class Endpoint:
                 change.new.name,
                 change.diag.name,
             )
-            peer.on_change(peer.address, change)
-        if self._peers.get(peer.address) is not peer:
-            return  # removed by the callback
-        self._send(peer)
-        if peer.timer is not None:
-            peer.timer.cancel()
-        deadline = peer.session.deadline()
-        peer.timer = None if deadline is None else self._loop.call_at(deadline, self._fire, peer)
+            try:
+                peer.on_change(peer.address, change)
+            except Exception:
+                log.exception("event=bfd_callback_failed peer=%s", peer.address)
 
     def _send(self, peer: _Peer) -> None:
         packet = peer.session.due(self._loop.time())

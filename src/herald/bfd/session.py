@@ -2,8 +2,8 @@
 
 Usage by the shell: feed each received packet addressed to this session to `receive`,
 call `expire` and then `due` at `deadline()`, send the packet `due` returns, and act on the
-`StateChange`s. No echo function and no demand mode (neither is asked of us: a peer in
-demand mode is answered as in asynchronous mode, which RFC 5880 allows).
+`StateChange`s. No echo function and no demand mode of our own; a peer in demand mode
+gets no periodic packets once both sides are Up (§6.8.7), only Finals to its Polls.
 
 Timers follow §6.8.3: while the session is not Up, packets go out at most once a second;
 once Up, the configured interval applies and a Poll sequence tells the peer. The peer's
@@ -44,6 +44,9 @@ class StateChange:
     old: State
     new: State
     diag: Diag
+    # The peer said AdminDown: a decision, not a path failure, and clients must not treat
+    # it as one (RFC 5882 §3.2).
+    by_peer_admin: bool = False
 
 
 class Session:
@@ -65,6 +68,7 @@ class Session:
         self.remote_min_rx = 1  # §6.8.1: until the peer says otherwise
         self.remote_desired_min_tx = 0
         self.remote_detect_mult = 0
+        self.remote_demand = False
         self._jitter = jitter
         self._polling = False
         self._final_pending = False
@@ -101,6 +105,7 @@ class Session:
         self.remote_desired_min_tx = packet.desired_min_tx
         self.remote_min_rx = packet.required_min_rx
         self.remote_detect_mult = packet.detect_mult
+        self.remote_demand = packet.demand
         if packet.final:
             self._polling = False
         self._detect_at = now + self.detection_time
@@ -115,7 +120,7 @@ class Session:
         changes: list[StateChange] = []
         if packet.state is State.ADMIN_DOWN:
             if self.state is not State.DOWN:
-                changes += self._go(State.DOWN, Diag.NEIGHBOR_DOWN, now)
+                changes += self._go(State.DOWN, Diag.NEIGHBOR_DOWN, now, by_peer_admin=True)
         elif self.state is State.DOWN:
             if packet.state is State.DOWN:
                 changes += self._go(State.INIT, Diag.NONE, now)
@@ -135,7 +140,12 @@ class Session:
         if self._detect_at is None or now < self._detect_at:
             return []
         self._detect_at = None
+        # What the peer said is stale now (§6.8.1), its "send me nothing" included: a
+        # session must not stay mute because of a peer that is gone.
         self.remote_discriminator = 0
+        self.remote_min_rx, self.remote_desired_min_tx, self.remote_demand = 1, 0, False
+        if self._send_at is None and not self.timers.passive:
+            self._send_at = now
         if self.state in (State.INIT, State.UP):
             return self._go(State.DOWN, Diag.DETECTION_EXPIRED, now)
         return []
@@ -149,7 +159,8 @@ class Session:
             return None
         final, self._final_pending = self._final_pending, False
         packet = self._packet(final)
-        if self.remote_min_rx == 0:
+        quiet = self.remote_demand and self.state is State.UP and self.remote_state is State.UP
+        if self.remote_min_rx == 0 or quiet:
             self._send_at = None
         else:
             interval = max(self.desired_min_tx, self.remote_min_rx) / 1e6
@@ -176,11 +187,16 @@ class Session:
             final=final,
         )
 
-    def _go(self, state: State, diag: Diag, now: float) -> list[StateChange]:
+    def _go(
+        self, state: State, diag: Diag, now: float, by_peer_admin: bool = False
+    ) -> list[StateChange]:
         old, self.state, self.diag = self.state, state, diag
-        if State.UP in (old, state):
-            # The transmit interval changes with Up (§6.8.3): a Poll sequence says so, and
-            # the new interval applies from the next packet.
+        if state is State.UP:
+            # The transmit interval drops to the configured one with Up (§6.8.3): a Poll
+            # sequence says so, from the next packet on, which goes at once.
             self._polling = True
             self._send_at = now if self._send_at is not None else None
-        return [StateChange(old, state, diag)]
+        elif old is State.UP:
+            self._polling = False
+            self._send_at = now if self._send_at is not None else None
+        return [StateChange(old, state, diag, by_peer_admin)]

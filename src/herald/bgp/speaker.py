@@ -158,6 +158,10 @@ class Speaker:
     async def add_peer(self, config: PeerConfig) -> None:
         if config.address in self._peers:
             raise ValueError(f"peer {config.address} exists; remove it first to change it")
+        if config.bfd is not None and self._bfd is None:
+            endpoint = Endpoint()
+            endpoint.start()  # a port already taken fails here, before anything is set up
+            self._bfd = endpoint
         if self._listener is not None:
             self._listener.set_password(config.address, config.password)
         session = Session(config, self._fsm_config(config, self.restarting), self, self._rng)
@@ -170,10 +174,7 @@ class Speaker:
             config.passive,
         )  # fmt: skip
         peer.session.start()
-        if config.bfd is not None:
-            if self._bfd is None:
-                self._bfd = Endpoint()
-                self._bfd.start()
+        if config.bfd is not None and self._bfd is not None:
             self._bfd.add(config.address, config.bfd, self._bfd_changed)
 
     async def remove_peer(self, address: IPAddress) -> None:
@@ -197,6 +198,8 @@ class Speaker:
         # Only a session that was Up going down says the path failed; one that never came
         # up says nothing about BGP (the peer may run no BFD), as FRR does by default.
         peer = self._peers.get(address)
+        if change.by_peer_admin:
+            return  # the peer turned BFD off: nothing failed (RFC 5882 §3.2)
         if peer is not None and change.old is BfdState.UP and change.new is BfdState.DOWN:
             peer.session.cease(CeaseSubcode.BFD_DOWN, f"BFD down ({change.diag.name.lower()})")
 

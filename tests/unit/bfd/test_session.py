@@ -113,6 +113,8 @@ def test_peer_going_down_or_admin_down_takes_the_session_down() -> None:
         packet = ControlPacket(state, 3, 2, 1, 1_000_000, 300_000)
         (change,) = p.a.receive(packet, p.now)
         assert (change.old, change.new, change.diag) == (State.UP, State.DOWN, Diag.NEIGHBOR_DOWN)
+        # Only AdminDown is the peer's decision, which clients must not take for a failure.
+        assert change.by_peer_admin is (state is State.ADMIN_DOWN)
 
 
 def test_a_poll_is_answered_at_once_with_final() -> None:
@@ -134,13 +136,32 @@ def test_passive_session_waits_for_the_peer() -> None:
     assert p.a.state is State.UP and p.b.state is State.UP
 
 
-def test_peer_asking_for_no_packets_gets_none() -> None:
+def test_peer_asking_for_no_packets_gets_none_until_it_goes_silent() -> None:
     p = pair()
     p.run_until(2.0)
     quiet = ControlPacket(State.UP, 3, 2, 1, 300_000, 0)
     p.a.receive(quiet, 2.0)
     assert p.a.due(2.0) is None
-    assert p.a.due(10.0) is None
+    assert p.a.due(2.5) is None
+    # The peer is gone: what it asked for is stale, and the session speaks again (a mute
+    # session would never come back up with a passive peer).
+    (change,) = p.a.expire(3.0)
+    assert change.new is State.DOWN
+    assert p.a.deadline() == 3.0
+    assert p.a.due(3.0) is not None
+
+
+def test_demand_mode_peer_gets_no_periodic_packets_once_both_are_up() -> None:
+    p = pair()
+    p.run_until(2.0)
+    demand = ControlPacket(State.UP, 3, 2, 1, 300_000, 300_000, demand=True)
+    p.a.receive(demand, 2.0)
+    p.a.due(2.4)  # the one already scheduled, if it was
+    assert p.a.due(5.0) is None
+    poll = ControlPacket(State.UP, 3, 2, 1, 300_000, 300_000, demand=True, poll=True)
+    p.a.receive(poll, 5.0)
+    answer = p.a.due(5.0)
+    assert answer is not None and answer.final
 
 
 def test_packets_for_another_discriminator_change_nothing() -> None:
