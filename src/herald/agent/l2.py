@@ -3,8 +3,9 @@ plan's announcements restricted to what the datapath serves here, stopped when n
 selects the node any more.
 
 The agent calls `apply` twice per snapshot: before the datapath commit with the VIPs both
-the old and the new rules serve (so nothing about to lose its rules is answered for), and
-after it with the VIPs the committed rules serve. `Announcer.set_announced` takes effect
+the old and the new rules serve (so nothing about to lose its rules is answered for; only
+when the announcer is already running), and after it with the VIPs the committed rules
+serve. `Announcer.set_announced` takes effect
 before it returns, which is what makes that order hold.
 """
 
@@ -70,6 +71,10 @@ class L2Announcements:
         self._announcer: Announcer | None = None
         self._bind: IPAddress | None = None
         self._plan: L2Plan | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._announcer is not None
 
     async def apply(self, plan: L2Plan | None, served: Collection[IPAddress]) -> list[str]:
         if plan is None or plan.address_of(self.node) is None:

@@ -93,7 +93,12 @@ class Agent:
         errors = [f"plan: {problem}" for problem in plan.problems]
         served = _served(plan, self.config.node)
         await self._withdraw_dropped(previous, plan)
-        errors += await self._l2.apply(plan.l2, self._applied.served & served)
+        if self._l2.running:
+            # Only a running announcer has VIPs to release. A new one starts after the
+            # commit: its heartbeats make peers count this node as a candidate, and a
+            # restarted agent whose first commit takes seconds must not be chosen to take
+            # over a failed node's VIPs before it can serve them.
+            errors += await self._l2.apply(plan.l2, self._applied.served & served)
         datapath_errors = await self._apply_datapath(snapshot, plan)
         if not datapath_errors:
             self._applied.served = served
