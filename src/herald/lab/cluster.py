@@ -18,7 +18,7 @@ from typing import Any
 
 from herald.agent.status import DEFAULT_STATUS_DIR
 from herald.cli.source_option import DEFAULT_MANIFESTS
-from herald.lab.netns import Lab, LabError, delete_namespace, end_process, namespaces, run
+from herald.lab.netns import Lab, LabError, alive, delete_namespace, end_process, namespaces, run
 from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec, wait_for
 from herald.lab.topology import (
     CLIENT_GATEWAY,
@@ -105,14 +105,7 @@ def leftovers(state: dict[str, Any]) -> list[str]:
     prefix and live processes (zombies are not: they hold nothing)."""
     left = [f"namespace {n}" for n in namespaces() if n.startswith(PREFIX)]
     pids = {*state.get("pids", []), *state.get("agents", {}).values()}
-    return left + [f"process {pid}" for pid in sorted(pids) if _running(int(pid))]
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+    return left + [f"process {pid}" for pid in sorted(pids) if alive(int(pid))]
 
 
 def read_state() -> dict[str, Any]:
