@@ -1,4 +1,5 @@
-"""What every benchmark result carries: which benchmark, when, on which machine.
+"""What every benchmark result carries (which benchmark, when, on which machine), and how
+it is published (printed, and written to its results file when one is given).
 
 The scripts run as `python bench/NAME/script.py`; they put this directory on sys.path to
 import it.
@@ -6,9 +7,12 @@ import it.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def machine() -> str:
@@ -25,3 +29,11 @@ def stamp(benchmark: str) -> dict[str, object]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
+
+
+def publish(results: Mapping[str, object], path: Path | None) -> None:
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")

@@ -16,7 +16,6 @@ Run as root: .venv/bin/python bench/announce/announce.py [--services 200] [--rou
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stam
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import external_ip
-from stamp import stamp
+from stamp import publish, stamp
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 SERVICE = """apiVersion: v1
@@ -153,9 +152,7 @@ def main() -> None:
         "appear": summary(appear),
         "vanish": summary(vanish),
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    publish(results, args.json)
 
 
 if __name__ == "__main__":

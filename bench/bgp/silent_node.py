@@ -18,7 +18,6 @@ Run as root (takes the machine's lab): .venv/bin/python bench/bgp/silent_node.py
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stam
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import run_demo
-from stamp import stamp
+from stamp import publish, stamp
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 VIP = "203.0.113.0"
@@ -107,10 +106,7 @@ def main() -> None:
             print(mode, results[mode], flush=True)
     finally:
         cluster.down()
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
+    publish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import struct
 import sys
@@ -28,15 +27,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
 
 from herald.bgp.wire import AsPath, Negotiated, Origin, PathAttributes
 from herald.bgp.wire.attributes import encode_attributes
 from herald.lab.netns import Lab
 from herald.lab.routers import Bird, ExaBgp, GoBgp, HeraldSpeaker, Neighbor, RouterSpec
+from stamp import publish, stamp
 
 HERALD = str(Path(sys.executable).parent / "herald")
 TX_V4, RX_V4 = "192.0.2.21", "192.0.2.1"
@@ -322,14 +323,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median counts")
     args = parser.parse_args()
     speakers = [s for s in args.speakers.split(",") if s]
-    results: dict[str, Any] = {
-        "benchmark": "bgp",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"CPython {platform.python_version()}, Linux {platform.release()}",
-        "announce": {},
-        "receive": {},
-    }
+    results: dict[str, Any] = {**stamp("bgp"), "announce": {}, "receive": {}}
     results["repeats"] = args.repeat
     for name, measure, sizes in (
         ("announce", announce, args.announce),
@@ -341,10 +335,7 @@ def main() -> None:
                 table[kind] = repeated(measure, kind, n, args.repeat)
             if "herald" in table:
                 table["ratios_to_herald"] = ratios(table)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
+    publish(results, args.json)
 
 
 if __name__ == "__main__":

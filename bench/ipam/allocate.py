@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stam
 from herald.api.pool import LoadBalancerIPPool
 from herald.ipam import Allocator, ServiceRequest
 from herald.ipam.request import to_address
-from stamp import stamp
+from stamp import publish, stamp
 
 POOLS = 10
 
@@ -166,10 +165,7 @@ def main() -> None:
         "cpu_seconds": {k: round(v, 3) for k, v in CPU_SECONDS.items()},
         "one_change_ms_median": {k: round(v, 4) for k, v in changes.items()},
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    publish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Run as root (takes the machine's lab): .venv/bin/python bench/l2/failover.py
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ from herald.lab.failover import (
     restore,
 )
 from herald.lab.topology import Topology
-from stamp import stamp
+from stamp import publish, stamp
 
 L2_SEED = Path(__file__).resolve().parents[2] / "examples" / "l2-seed"
 
@@ -143,9 +142,7 @@ def main() -> None:
         "seconds": round(took, 1),
         **results,
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, args.json)
 
 
 if __name__ == "__main__":
