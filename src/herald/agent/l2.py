@@ -5,8 +5,8 @@ selects the node any more.
 The agent calls `apply` twice per snapshot: before the datapath commit with the VIPs both
 the old and the new rules serve (so nothing about to lose its rules is answered for; only
 when the announcer is already running), and after it with the VIPs the committed rules
-serve. `Announcer.set_announced` takes effect
-before it returns, which is what makes that order hold.
+serve. `Announcer.set_announced` takes effect before it returns, which is what makes that
+order hold.
 """
 
 from __future__ import annotations

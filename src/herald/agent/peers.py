@@ -59,10 +59,9 @@ def peer_config(peer: PeerPlan) -> PeerConfig:
 def _bfd_timers(profile: BFDProfileSpec | None) -> Timers | None:
     if profile is None:
         return None
-    # Profiles are in milliseconds, BFD's wire in microseconds.
-    return Timers(
-        desired_min_tx=profile.transmit_interval * 1000,
-        required_min_rx=profile.receive_interval * 1000,
-        detect_mult=profile.detect_multiplier,
+    return Timers.from_ms(
+        profile.transmit_interval,
+        profile.receive_interval,
+        profile.detect_multiplier,
         passive=profile.passive_mode,
     )

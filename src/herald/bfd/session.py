@@ -32,6 +32,11 @@ class Timers:
     detect_mult: int = 3
     passive: bool = False
 
+    @classmethod
+    def from_ms(cls, tx_ms: int, rx_ms: int, detect_mult: int, passive: bool = False) -> Timers:
+        """From the milliseconds users write (BFDProfile, `--bfd-interval`)."""
+        return cls(tx_ms * 1000, rx_ms * 1000, detect_mult, passive)
+
     def __post_init__(self) -> None:
         if self.desired_min_tx <= 0 or self.required_min_rx <= 0:
             raise ValueError("BFD intervals must be positive")
@@ -191,12 +196,9 @@ class Session:
         self, state: State, diag: Diag, now: float, by_peer_admin: bool = False
     ) -> list[StateChange]:
         old, self.state, self.diag = self.state, state, diag
-        if state is State.UP:
-            # The transmit interval drops to the configured one with Up (§6.8.3): a Poll
-            # sequence says so, from the next packet on, which goes at once.
-            self._polling = True
-            self._send_at = now if self._send_at is not None else None
-        elif old is State.UP:
-            self._polling = False
+        if State.UP in (old, state):
+            # The transmit interval changes with Up (§6.8.3), from the next packet on, which
+            # goes at once; coming Up, a Poll sequence tells the peer.
+            self._polling = state is State.UP
             self._send_at = now if self._send_at is not None else None
         return [StateChange(old, state, diag, by_peer_admin)]

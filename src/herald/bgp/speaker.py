@@ -197,9 +197,9 @@ class Speaker:
     def _bfd_changed(self, address: IPAddress, change: StateChange) -> None:
         # Only a session that was Up going down says the path failed; one that never came
         # up says nothing about BGP (the peer may run no BFD), as FRR does by default.
-        peer = self._peers.get(address)
         if change.by_peer_admin:
             return  # the peer turned BFD off: nothing failed (RFC 5882 §3.2)
+        peer = self._peers.get(address)
         if peer is not None and change.old is BfdState.UP and change.new is BfdState.DOWN:
             peer.session.cease(CeaseSubcode.BFD_DOWN, f"BFD down ({change.diag.name.lower()})")
 

@@ -211,7 +211,7 @@ def _bfd_timers(interval_ms: int | None, multiplier: int) -> Timers | None:
         return None
     if not 10 <= interval_ms <= 60_000:
         raise ValueError(f"--bfd-interval {interval_ms}: use 10..60000 ms")
-    return Timers(interval_ms * 1000, interval_ms * 1000, multiplier)
+    return Timers.from_ms(interval_ms, interval_ms, multiplier)
 
 
 async def _speak(
