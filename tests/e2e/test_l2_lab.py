@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,12 +109,13 @@ def vips() -> dict[str, str]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def every_vip_owned() -> dict[str, list[str]] | None:
+def every_vip_owned(agents: list[dict[str, Any]] | None = None) -> dict[str, list[str]] | None:
     """Each VIP's answering node, if every VIP has exactly one, seen by one status query of
     every agent (VIPs looked up one query each would stitch views of different moments, and
     an agent that did not answer would hide the VIPs it answers for)."""
     addresses = set(vips().values())
-    agents = query_all(DEFAULT_STATUS_DIR)
+    if agents is None:
+        agents = query_all(DEFAULT_STATUS_DIR)
     if len(addresses) != SPREAD + 3 or not agents or any("error" in a for a in agents):
         return None
     seen: dict[str, list[str]] = {vip: [] for vip in addresses}
@@ -131,9 +133,8 @@ def settled() -> bool:
     applied = {len(a.get("services", [])) for a in agents if a.get("appliedAt")}
     return (
         len(applied) == 1
-        and len(agents) > 0
-        and every_vip_owned() is not None
         and all(a.get("appliedAt") for a in agents)
+        and every_vip_owned(agents) is not None
     )
 
 
