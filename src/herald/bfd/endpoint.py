@@ -121,7 +121,8 @@ class Endpoint:
             # the peer see a failure where there is a decision.
             interval = max(session.desired_min_tx, session.remote_min_rx) / 1e6
             data = session.admin_down().encode()
-            for k in range(session.timers.detect_mult):
+            self._transmit(address, data)  # now: `close` shuts the sockets right after
+            for k in range(1, session.timers.detect_mult):
                 self._loop.call_later(k * interval, self._transmit, address, data)
 
     def state(self, address: IPAddress) -> State | None:
