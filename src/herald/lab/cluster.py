@@ -19,7 +19,7 @@ from typing import Any
 from herald.agent.status import DEFAULT_STATUS_DIR
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab.netns import Lab, LabError, alive, delete_namespace, end_process, namespaces, run
-from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec, wait_for
+from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec, bfd_peer_states, wait_for
 from herald.lab.topology import (
     CLIENT_GATEWAY,
     LOCAL_ASN,
@@ -285,4 +285,6 @@ def unsilence(host: str) -> None:
 def router_bfd_up() -> set[str]:
     """The addresses the lab's FRR router has an Up BFD session with."""
     out = run_in("router", "vtysh", "-N", PREFIX + "router", "-c", "show bfd peers json")
-    return {peer["peer"] for peer in json.loads(out or "[]") if peer.get("status") == "up"}
+    return {
+        peer for peer, status in bfd_peer_states(json.loads(out or "[]")).items() if status == "up"
+    }

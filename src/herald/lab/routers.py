@@ -93,6 +93,11 @@ def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2) -> An
         time.sleep(interval)
 
 
+def bfd_peer_states(shown: Any) -> dict[str, str]:
+    """BFD peer address -> status ("up", "down", ...) from FRR's `show bfd peers json`."""
+    return {p["peer"]: p["status"] for p in shown} if isinstance(shown, list) else {}
+
+
 def kernel_routes(lab: Lab, host: str, family: int = 4) -> list[dict[str, Any]]:
     """The namespace's main routing table as `ip -j route` gives it."""
     out = run(["ip", f"-{family}", "-n", lab.ns(host), "-j", "route", "show"]).stdout
@@ -250,9 +255,7 @@ class Frr(_Daemon):
         return sum(1 for p in peers.values() if p.get("state") == "Established")
 
     def bfd_peers(self) -> dict[str, str]:
-        """BFD peer address -> status ("up", "down", ...)."""
-        peers = self.vtysh("show bfd peers json")
-        return {p["peer"]: p["status"] for p in peers} if isinstance(peers, list) else {}
+        return bfd_peer_states(self.vtysh("show bfd peers json"))
 
     def routes(self, family: str = "ipv4") -> dict[str, ReceivedRoute]:
         table = self.vtysh(f"show bgp {family} unicast json").get("routes", {})
