@@ -10,10 +10,14 @@
   the nodes that exchange heartbeats and every L2 announcement of the segment. Owners are
   not chosen here: they depend on which nodes are alive, which the announcer learns.
 
-A Service address is announced by a node only while it can be served: with
-externalTrafficPolicy Cluster while the Service has a ready endpoint anywhere, with Local
-while this node has a ready endpoint of it. The shell applies the datapath before it
-announces and withdraws before it removes rules; the plan only says what should be.
+A Service address is announced by a node only while it can be served (`facts.can_serve`:
+the one endpoint rule, shared with L2 and the datapath). The shell applies the datapath
+before it announces and withdraws before it removes rules; the plan only says what should
+be.
+
+This is the only place that turns API objects into what the speaker, the L2 announcer and
+the datapath consume, validated: a Service, peer or policy that cannot be translated
+becomes a problem naming it, and every other object is still planned.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from herald.api.bfd import BFDProfileSpec
 from herald.api.bgp import (
     WELL_KNOWN_COMMUNITIES,
     Advertisement,
+    BGPPeer,
     BGPPeerConfigSpec,
     PathAttributes,
     parse_large_community,
@@ -40,13 +45,13 @@ from herald.api.core import (
     Node,
     Service,
 )
-from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
 from herald.api.selector import matches
 from herald.api.snapshot import ClusterState
+from herald.bfd.session import Timers
 from herald.bgp.export import RouteAttributes
-from herald.bgp.wire import LargeCommunity
+from herald.bgp.peer import PeerConfig
+from herald.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, Family, LargeCommunity
 from herald.dataplane.model import (
-    Backend,
     DataplaneService,
     ForwardingMode,
     IPAddress,
@@ -56,29 +61,44 @@ from herald.dataplane.model import (
     SessionAffinity,
     TrafficPolicy,
 )
-from herald.ipam.request import is_handled
+from herald.facts import (
+    backends,
+    can_serve,
+    heartbeat_address,
+    is_handled,
+    lb_addresses,
+    router_id,
+    service_labels,
+)
 from herald.l2.policy import Announcement, announcements
 
 
 @dataclass(frozen=True)
-class PeerPlan:
-    """One BGP session of this node and what it announces."""
+class SpeakerKey:
+    """One speaker per BGP instance: its AS, identifier and listening port."""
 
     instance: str
     local_asn: int
-    router_id: str | None
+    router_id: str
     listen_port: int
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """One BGP session of this node, as the speaker takes it, and what it announces."""
+
+    speaker: SpeakerKey
     name: str
-    address: IPAddress
-    peer_asn: int
-    config: BGPPeerConfigSpec
-    password: str | None
+    config: PeerConfig
     routes: tuple[tuple[IPNetwork, RouteAttributes], ...] = ()
-    bfd: BFDProfileSpec | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.instance}/{self.name}"
+        return f"{self.speaker.instance}/{self.name}"
+
+    @property
+    def address(self) -> IPAddress:
+        return self.config.address
 
 
 @dataclass(frozen=True)
@@ -121,56 +141,64 @@ def plan_node(
 ) -> NodePlan:
     problems: list[str] = []
     node = _node(state, node_name)
-    services = [
-        svc for svc in state.services if is_handled(svc) and svc.status.load_balancer.ingress
-    ]
+    services = [svc for svc in state.services if is_handled(svc) and lb_addresses(svc)]
     endpoints = state.endpoint_slices_by_service
-    servable = {
-        svc.key: _servable_here(svc, endpoints.get(svc.key, ()), node_name) for svc in services
-    }
+    servable = {svc.key: can_serve(svc, endpoints.get(svc.key, ()), node_name) for svc in services}
     peers: list[PeerPlan] = []
     announced: dict[str, set[IPAddress]] = {}
+    wanted: dict[str, set[IPAddress]] = {}
     for config in state.bgp_cluster_configs:
         if not matches(config.spec.node_selector, node.metadata.labels):
             continue
         for instance in config.spec.bgp_instances:
+            subject = f"BGPClusterConfig {config.metadata.name} instance {instance.name}"
+            speaker_id = instance.router_id or router_id(node)
+            if speaker_id is None:
+                problems.append(
+                    f"{subject}: no routerID and node {node_name} has no IPv4 InternalIP; "
+                    "set spec.bgpInstances[].routerID; its peers are not started"
+                )
+                continue
+            speaker = SpeakerKey(instance.name, instance.local_asn, speaker_id, instance.local_port)
             for peer in instance.peers:
-                spec = _peer_config(
-                    state, peer.peer_config_ref.name if peer.peer_config_ref else None
-                )
-                routes = _routes(state, spec, services, servable, node, announced)
-                peers.append(
-                    PeerPlan(
-                        instance=instance.name,
-                        local_asn=instance.local_asn,
-                        router_id=instance.router_id or _router_id(node),
-                        listen_port=instance.local_port,
-                        name=peer.name,
-                        address=ipaddress.ip_address(peer.peer_address),
-                        peer_asn=peer.peer_asn,
-                        config=spec,
-                        password=_password(state, spec, problems),
-                        routes=tuple(sorted(routes.items(), key=lambda r: _network_order(r[0]))),
-                        bfd=_bfd(state, spec, peer.name, problems),
-                    )
-                )
-    dataplane = tuple(
-        _dataplane_service(
-            svc,
-            endpoints.get(svc.key, ()),
-            announced.get(svc.key, set()),
-            default_forwarding,
-            problems,
-        )
-        for svc in sorted(services, key=lambda s: s.key)
-    )
+                try:
+                    spec = _peer_config(state, peer)
+                    routes = _routes(state, spec, services, servable, node, announced, wanted)
+                    config_ = _speaker_peer(state, peer, spec, problems)
+                except (ValueError, KeyError) as err:
+                    problems.append(f"{subject} peer {peer.name}: {_reason(err)}; not started")
+                    continue
+                ordered = tuple(sorted(routes.items(), key=lambda r: _network_order(r[0])))
+                peers.append(PeerPlan(speaker, peer.name, config_, ordered))
+    problems += _unannounced(services, servable, wanted, announced, node_name)
+    dataplane = []
+    for svc in sorted(services, key=lambda s: s.key):
+        try:
+            translated = _dataplane_service(
+                svc, endpoints.get(svc.key, ()), announced.get(svc.key, set()), default_forwarding
+            )
+        except ValueError as err:
+            problems.append(f"Service {svc.key}: {_reason(err)}; not forwarded on this node")
+            continue
+        problems += translated[1]
+        if translated[0] is not None:
+            dataplane.append(translated[0])
+    try:
+        l2 = _l2_plan(state, node, problems)
+    except ValueError as err:
+        problems.append(f"L2AnnouncementPolicy: {_reason(err)}; no L2 announcements")
+        l2 = None
     return NodePlan(
         node=node_name,
         peers=tuple(sorted(peers, key=lambda p: p.key)),
-        services=tuple(s for s in dataplane if s is not None),
-        l2=_l2_plan(state, node, problems),
+        services=tuple(dataplane),
+        l2=l2,
         problems=tuple(problems),
     )
+
+
+def _reason(err: Exception) -> str:
+    return str(err) if not isinstance(err, KeyError) else f"{err.args[0]} not found"
 
 
 # -- L2 ----------------------------------------------------------------------------------
@@ -184,7 +212,7 @@ def _l2_plan(state: ClusterState, node: Node, problems: list[str]) -> L2Plan | N
     for other in state.nodes:
         if not any(matches(p.spec.node_selector, other.metadata.labels) for p in policies):
             continue
-        address = _internal_address(other)
+        address = heartbeat_address(other)
         if address is None:
             problems.append(
                 f"Node {other.metadata.name}: no InternalIP in status.addresses; it takes no "
@@ -193,14 +221,6 @@ def _l2_plan(state: ClusterState, node: Node, problems: list[str]) -> L2Plan | N
             continue
         members.append((other.metadata.name, address))
     return L2Plan(members=tuple(sorted(members)), announcements=announcements(state))
-
-
-def _internal_address(node: Node) -> IPAddress | None:
-    # The first InternalIP, IPv4 preferred: the address heartbeats are sent to.
-    found = [
-        ipaddress.ip_address(a.address) for a in node.status.addresses if a.type == "InternalIP"
-    ]
-    return min(found, key=lambda a: a.version) if found else None
 
 
 # -- BGP ---------------------------------------------------------------------------------
@@ -213,7 +233,10 @@ def _routes(
     servable: Mapping[str, bool],
     node: Node,
     announced: dict[str, set[IPAddress]],
+    wanted: dict[str, set[IPAddress]],
 ) -> dict[IPNetwork, RouteAttributes]:
+    """The routes of one session; `announced` and `wanted` collect, per Service, the
+    addresses it announces and the ones its advertisements select for any family."""
     routes: dict[IPNetwork, RouteAttributes] = {}
     for family in spec.families:
         version = 4 if family.afi == "ipv4" else 6
@@ -225,6 +248,8 @@ def _routes(
             for advertisement in advertisement_object.spec.advertisements:
                 attributes = _attributes(advertisement.attributes)
                 for network, service_key in _prefixes(advertisement, services, servable, node):
+                    if service_key is not None:
+                        wanted.setdefault(service_key, set()).add(network.network_address)
                     if network.version != version:
                         continue
                     routes[network] = _merge(routes.get(network), attributes)
@@ -245,7 +270,7 @@ def _prefixes(
         return
     kinds = advertisement.service.addresses if advertisement.service else ("LoadBalancerIP",)
     for svc in services:
-        if not servable[svc.key] or not matches(advertisement.selector, _labels(svc)):
+        if not servable[svc.key] or not matches(advertisement.selector, service_labels(svc)):
             continue
         if svc.spec.load_balancer_class not in (None, LB_CLASS_BGP):
             continue
@@ -306,10 +331,75 @@ def _pick(a: int | None, b: int | None, choose: Callable[[list[int]], int]) -> i
     return choose(values) if values else None
 
 
-def _peer_config(state: ClusterState, name: str | None) -> BGPPeerConfigSpec:
-    if name is None:
+def _peer_config(state: ClusterState, peer: BGPPeer) -> BGPPeerConfigSpec:
+    if peer.peer_config_ref is None:
         return BGPPeerConfigSpec()
-    return state.peer_configs_by_name[name].spec
+    name = peer.peer_config_ref.name
+    found = state.peer_configs_by_name.get(name)
+    if found is None:
+        raise ValueError(f"BGPPeerConfig {name} not found")
+    return found.spec
+
+
+def _speaker_peer(
+    state: ClusterState, peer: BGPPeer, spec: BGPPeerConfigSpec, problems: list[str]
+) -> PeerConfig:
+    """The peer as the speaker takes it; PeerConfig refuses what the speaker cannot run."""
+    families: set[Family] = {
+        IPV4_UNICAST if family.afi == "ipv4" else IPV6_UNICAST for family in spec.families
+    }
+    source = spec.transport.source_address
+    return PeerConfig(
+        address=ipaddress.ip_address(peer.peer_address),
+        peer_as=peer.peer_asn,
+        port=spec.transport.peer_port,
+        local_address=ipaddress.ip_address(source) if source else None,
+        hold_time=spec.timers.hold_time_seconds,
+        connect_retry_time=float(spec.timers.connect_retry_time_seconds),
+        password=_password(state, spec, problems),
+        # 1 is a directly connected eBGP peer: the speaker's default (None) already.
+        ebgp_multihop=spec.ebgp_multihop if spec.ebgp_multihop > 1 else None,
+        ttl_security_hops=1 if spec.ttl_security else None,
+        families=frozenset(families),
+        graceful_restart_time=(
+            spec.graceful_restart.restart_time_seconds if spec.graceful_restart.enabled else None
+        ),
+        bfd=_bfd_timers(_bfd(state, spec, peer.name, problems)),
+    )
+
+
+def _bfd_timers(profile: BFDProfileSpec | None) -> Timers | None:
+    if profile is None:
+        return None
+    return Timers.from_ms(
+        profile.transmit_interval,
+        profile.receive_interval,
+        profile.detect_multiplier,
+        passive=profile.passive_mode,
+    )
+
+
+def _unannounced(
+    services: list[Service],
+    servable: Mapping[str, bool],
+    wanted: Mapping[str, set[IPAddress]],
+    announced: Mapping[str, set[IPAddress]],
+    node: str,
+) -> list[str]:
+    """Addresses an advertisement selects that no session of this node can carry (an IPv6
+    address where every selecting session is IPv4 only): said, never skipped silently."""
+    problems = []
+    for svc in services:
+        missing = wanted.get(svc.key, set()) - announced.get(svc.key, set())
+        if not servable[svc.key] or not missing:
+            continue
+        for address in sorted(missing, key=lambda a: (a.version, a.packed)):
+            problems.append(
+                f"Service {svc.key}: {address} is selected by a BGPAdvertisement but no BGP "
+                f"session of node {node} has family ipv{address.version} with that "
+                f"advertisement; add the family to a BGPPeerConfig to announce it"
+            )
+    return problems
 
 
 def _password(state: ClusterState, spec: BGPPeerConfigSpec, problems: list[str]) -> str | None:
@@ -346,13 +436,6 @@ def _bfd(
     return profile.spec
 
 
-def _router_id(node: Node) -> str | None:
-    for address in node.status.addresses:
-        if address.type == "InternalIP" and ipaddress.ip_address(address.address).version == 4:
-            return address.address
-    return None
-
-
 # -- datapath ----------------------------------------------------------------------------
 
 
@@ -361,10 +444,10 @@ def _dataplane_service(
     slices: tuple[EndpointSlice, ...],
     announced: set[IPAddress],
     default_forwarding: ForwardingMode,
-    problems: list[str],
-) -> DataplaneService | None:
-    vips = {ipaddress.ip_address(i.ip) for i in svc.status.load_balancer.ingress if i.ip}
-    vips |= announced
+) -> tuple[DataplaneService | None, list[str]]:
+    """The Service as the datapath forwards it (None when no port can be forwarded), and
+    the problems of its ports. A value the datapath model refuses raises ValueError."""
+    problems = []
     ports = []
     for port in svc.spec.ports:
         target = _target_port(port.target_port, port.name, port.port, slices)
@@ -377,13 +460,14 @@ def _dataplane_service(
             ServicePort(port.name or "", Protocol(port.protocol.lower()), port.port, target)
         )
     if not ports:
-        return None
+        return None, problems
     mode = svc.metadata.annotations.get(ANNOTATION_FORWARDING_MODE)
-    return DataplaneService(
+    vips = {*lb_addresses(svc), *announced}
+    service = DataplaneService(
         key=svc.key,
         vips=tuple(sorted(vips, key=lambda a: (a.version, a.packed))),
         ports=tuple(ports),
-        backends=_backends(slices),
+        backends=backends(slices),
         external_traffic_policy=TrafficPolicy(svc.spec.external_traffic_policy),
         session_affinity=SessionAffinity(svc.spec.session_affinity),
         source_ranges=tuple(
@@ -392,6 +476,7 @@ def _dataplane_service(
         ),
         forwarding_mode=ForwardingMode(mode) if mode else default_forwarding,
     )
+    return service, problems
 
 
 def _target_port(
@@ -410,45 +495,6 @@ def _target_port(
     return None
 
 
-def _backends(slices: tuple[EndpointSlice, ...]) -> tuple[Backend, ...]:
-    backends: dict[tuple[IPAddress, str], Backend] = {}
-    for eps in slices:
-        if eps.address_type == "FQDN":
-            continue
-        for endpoint in eps.endpoints:
-            ready, serving, terminating = _conditions(endpoint.conditions)
-            for address in endpoint.addresses:
-                ip = ipaddress.ip_address(address)
-                backends[(ip, endpoint.node_name or "")] = Backend(
-                    address=ip,
-                    node=endpoint.node_name or "",
-                    ready=ready,
-                    serving=serving,
-                    terminating=terminating,
-                )
-    return tuple(
-        backends[key] for key in sorted(backends, key=lambda k: (k[0].version, k[0].packed, k[1]))
-    )
-
-
-def _conditions(conditions: object) -> tuple[bool, bool, bool]:
-    # Kubernetes: nil `ready` means ready; nil `serving` follows `ready`; nil terminating is false.
-    ready = getattr(conditions, "ready", None)
-    serving = getattr(conditions, "serving", None)
-    terminating = getattr(conditions, "terminating", None)
-    ready_value = True if ready is None else ready
-    return ready_value, ready_value if serving is None else serving, bool(terminating)
-
-
-def _servable_here(svc: Service, slices: tuple[EndpointSlice, ...], node: str) -> bool:
-    for backend in _backends(slices):
-        if backend.ready and (
-            svc.spec.external_traffic_policy == "Cluster" or backend.node == node
-        ):
-            return True
-    return False
-
-
 # -- nodes and labels --------------------------------------------------------------------
 
 
@@ -460,14 +506,6 @@ def _node(state: ClusterState, name: str) -> Node:
     return Node.model_validate(
         {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
     )
-
-
-def _labels(svc: Service) -> dict[str, str]:
-    return {
-        **svc.metadata.labels,
-        SERVICE_NAMESPACE_KEY: svc.metadata.namespace or "default",
-        SERVICE_NAME_KEY: svc.metadata.name,
-    }
 
 
 def _network_order(network: IPNetwork) -> tuple[int, bytes, int]:

@@ -18,13 +18,12 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from herald.agent.l2 import L2Announcements, L2Config
-from herald.agent.peers import SpeakerKey, peer_config, speaker_key
-from herald.agent.plan import NodePlan, PeerPlan, plan_node
+from herald.agent.plan import NodePlan, PeerPlan, SpeakerKey, plan_node
 from herald.api.snapshot import ClusterState
 from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import PeerConfig
@@ -32,7 +31,8 @@ from herald.bgp.speaker import Speaker
 from herald.dataplane.apply import ApplyError, Datapath, Nft, NftApi
 from herald.dataplane.endpoints import usable_backends
 from herald.dataplane.libnft import LibNft, LibNftUnavailable
-from herald.dataplane.model import ForwardingMode, IPAddress, NodeContext
+from herald.dataplane.model import DataplaneService, ForwardingMode, IPAddress, NodeContext
+from herald.facts import node_addresses
 from herald.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,14 @@ class Agent:
     async def run(self) -> None:
         try:
             async for snapshot in self.source.snapshots():
-                await self.apply_snapshot(snapshot)
+                try:
+                    await self.apply_snapshot(snapshot)
+                except Exception as err:
+                    # A fault no object-level check caught must cost this snapshot, not
+                    # the node: the agent keeps what it applied (routes, rules, ARP) and
+                    # retries with the next snapshot.
+                    log.exception("event=apply_failed node=%s error=%r", self.config.node, err)
+                    self._applied.errors = [f"agent: applying the snapshot failed: {err!r}"]
         finally:
             await self.close()
 
@@ -91,19 +98,20 @@ class Agent:
         if plan == previous and not self._applied.errors:
             return  # a change elsewhere (another node's pods, a status echo): nothing to do
         errors = [f"plan: {problem}" for problem in plan.problems]
-        served = _served(plan, self.config.node)
         await self._withdraw_dropped(previous, plan)
         if self._l2.running:
             # Only a running announcer has VIPs to release. A new one starts after the
             # commit: its heartbeats make peers count this node as a candidate, and a
             # restarted agent whose first commit takes seconds must not be chosen to take
             # over a failed node's VIPs before it can serve them.
-            errors += await self._l2.apply(plan.l2, self._applied.served & served)
-        datapath_errors = await self._apply_datapath(snapshot, plan)
-        if not datapath_errors:
-            self._applied.served = served
-        errors += datapath_errors
-        errors += await self._apply_peers(plan)
+            still = _served(plan.services, self.config.node)
+            errors += await self._l2.apply(plan.l2, self._applied.served & still)
+        errors += await self._apply_datapath(snapshot, plan)
+        # What the kernel now holds, service by service: a service whose rules were
+        # refused keeps its previous ones, and only what is held is announced.
+        committed = self._datapath.committed.values() if self._datapath else ()
+        self._applied.served = _served(committed, self.config.node)
+        errors += await self._apply_peers(plan, frozenset(v for s in committed for v in s.vips))
         errors += await self._l2.apply(plan.l2, self._applied.served)
         elapsed = (time.perf_counter() - start) * 1000
         self._applied.plan = plan
@@ -141,7 +149,7 @@ class Agent:
         context = NodeContext(
             node_name=self.config.node,
             hash_seed=self.config.hash_seed,
-            node_addresses=_node_addresses(snapshot),
+            node_addresses=node_addresses(snapshot.nodes),
             interface=self.config.interface,
         )
         try:
@@ -155,31 +163,23 @@ class Agent:
             return [f"datapath: {err}"]
         return []
 
-    async def _apply_peers(self, plan: NodePlan) -> list[str]:
+    async def _apply_peers(self, plan: NodePlan, forwarded: frozenset[IPAddress]) -> list[str]:
         errors: list[str] = []
-        desired: dict[str, tuple[SpeakerKey, PeerConfig, PeerPlan]] = {}
-        for peer in plan.peers:
-            key = speaker_key(peer)
-            if key is None:
-                errors.append(
-                    f"bgp: instance {peer.instance}: no routerID and node {plan.node} has no "
-                    "IPv4 InternalIP; set spec.bgpInstances[].routerID"
-                )
-                continue
-            desired[peer.key] = (key, peer_config(peer), peer)
+        desired = {peer.key: peer for peer in plan.peers}
         for name, (key, config) in list(self._applied.peers.items()):
-            if name not in desired or desired[name][:2] != (key, config):
+            wanted = desired.get(name)
+            if wanted is None or (wanted.speaker, wanted.config) != (key, config):
                 await self._speakers[key].remove_peer(config.address)
                 del self._applied.peers[name]
-        for key in [k for k in self._speakers if k not in {d[0] for d in desired.values()}]:
+        for key in [k for k in self._speakers if k not in {p.speaker for p in plan.peers}]:
             await self._speakers.pop(key).close()
-        for name, (key, config, peer) in desired.items():
+        for name, peer in desired.items():
             try:
-                speaker = await self._speaker(key)
+                speaker = await self._speaker(peer.speaker)
                 if name not in self._applied.peers:
-                    await speaker.add_peer(config)
-                    self._applied.peers[name] = (key, config)
-                speaker.set_routes(peer.address, _routes(peer))
+                    await speaker.add_peer(peer.config)
+                    self._applied.peers[name] = (peer.speaker, peer.config)
+                speaker.set_routes(peer.address, _routes(peer, forwarded))
             except (OSError, ValueError) as err:
                 errors.append(f"bgp: peer {name} ({peer.address}): {err}")
         return errors
@@ -252,23 +252,20 @@ def _nftables() -> NftApi:
         return Nft()
 
 
-def _served(plan: NodePlan, node: str) -> frozenset[IPAddress]:
-    """The VIPs the plan's rules forward somewhere. A Service's rules with no usable backend
+def _served(services: Iterable[DataplaneService], node: str) -> frozenset[IPAddress]:
+    """The VIPs whose rules forward somewhere. A Service's rules with no usable backend
     reject its traffic: answering ARP for its VIP on the strength of those rules, while the
     rules that add its first backends are still being committed, would turn clients away."""
     return frozenset(
-        vip for service in plan.services if usable_backends(service, node) for vip in service.vips
+        vip for service in services if usable_backends(service, node) for vip in service.vips
     )
 
 
-def _routes(peer: PeerPlan) -> Mapping[Network, RouteAttributes]:
-    return dict(peer.routes)
-
-
-def _node_addresses(snapshot: ClusterState) -> tuple[tuple[str, IPAddress], ...]:
-    found = []
-    for node in snapshot.nodes:
-        for address in node.status.addresses:
-            if address.type == "InternalIP":
-                found.append((node.metadata.name, ipaddress.ip_address(address.address)))
-    return tuple(sorted(found, key=lambda item: (item[0], item[1].version)))
+def _routes(peer: PeerPlan, forwarded: frozenset[IPAddress]) -> Mapping[Network, RouteAttributes]:
+    """The peer's routes but the service addresses whose rules this node does not hold
+    (refused or not renderable here): never announce what you cannot forward."""
+    return {
+        prefix: attributes
+        for prefix, attributes in peer.routes
+        if prefix.prefixlen != prefix.max_prefixlen or prefix.network_address in forwarded
+    }

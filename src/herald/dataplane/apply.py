@@ -46,11 +46,13 @@ ENTRY_MAPS = frozenset({("inet", "dnat-v4"), ("inet", "dnat-v6")}) | {
 
 
 class ApplyError(RuntimeError):
-    """nft refused a change; `services` names the services whose rules were not applied."""
+    """Rules not applied: nft refused them, they cannot be rendered on this node, or their
+    VIP:port belongs to another service. `services` names them; every other service's
+    rules were applied."""
 
     def __init__(self, services: Sequence[str], detail: str) -> None:
         self.services = tuple(services)
-        super().__init__(f"services {', '.join(services) or '(base)'}: nft refused: {detail}")
+        super().__init__(f"services {', '.join(services) or '(base)'}: not applied: {detail}")
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,11 @@ class Datapath:
     desired: dict[str, ServiceRules] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # VIP . proto . port -> service
     chain_users: collections.Counter[NftObject] = field(default_factory=collections.Counter)
-    # Services left out because their VIP:port belongs to another one, and services nft
-    # refused last time (retried on the next sync).
+    # Services left out because their VIP:port belongs to another one, services that
+    # cannot be rendered on this node, and services nft refused last time (retried on
+    # the next sync).
     conflicts: dict[str, str] = field(default_factory=dict)
+    unrenderable: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     resync_chunk: int = RESYNC_CHUNK
     # Each service as the kernel serves it: what its UDP flows may be bound to (see
@@ -136,13 +140,22 @@ class Datapath:
         """Update the desired state; the keys of the services whose rules may differ."""
         fresh = {}
         touched = set()
+        self.unrenderable = {}
         for service in services:
             seen = self.rendered.get(service.key)
             if seen is not None and (seen[0] is service or seen[0] == service):
                 fresh[service.key] = seen
-            else:
+                continue
+            try:
                 fresh[service.key] = (service, render_service(service, self.node))
-                touched.add(service.key)
+            except ValueError as err:
+                # This node cannot forward it as asked (DSR without an uplink, a table
+                # too small for its backends): its previous rules, if any, stay.
+                self.unrenderable[service.key] = str(err)
+                if seen is not None:
+                    fresh[service.key] = seen
+                continue
+            touched.add(service.key)
         touched |= self.rendered.keys() - fresh.keys()
         self.rendered = fresh
         # A changed service gives up its claims and competes again, with the ones refused
@@ -173,7 +186,7 @@ class Datapath:
         return base_for(self.chain_users, self.node)
 
     def raise_conflicts(self, failed: Mapping[str, str]) -> None:
-        problems = {**self.conflicts, **failed}
+        problems = {**self.conflicts, **self.unrenderable, **failed}
         if problems:
             raise ApplyError(sorted(problems), "; ".join(problems.values()))
 

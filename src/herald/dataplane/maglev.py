@@ -22,10 +22,16 @@ from dataclasses import dataclass
 # and each permutation visits every slot.
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 SLOTS_PER_BACKEND = 100
+# Below this many slots per backend, a backend's share of new flows varies by more than
+# about 10 % (Maglev's imbalance grows as M/N shrinks): a Service that needs more is refused.
+MIN_SLOTS_PER_BACKEND = 10
 
 
 def table_size(backend_count: int, explicit: int | None = None) -> int:
-    """The smallest listed prime with at least 100 slots per backend, or `explicit`."""
+    """The smallest listed prime with at least 100 slots per backend, or `explicit`.
+
+    Past 1,310 backends the largest table is used with fewer slots each (Cilium's tables
+    have the same ceiling), down to MIN_SLOTS_PER_BACKEND."""
     if explicit is not None:
         if explicit not in PRIMES:
             raise ValueError(f"maglev table size must be one of {PRIMES}, got {explicit}")
@@ -34,9 +40,11 @@ def table_size(backend_count: int, explicit: int | None = None) -> int:
     for prime in PRIMES:
         if prime >= wanted:
             return prime
+    if backend_count * MIN_SLOTS_PER_BACKEND <= PRIMES[-1]:
+        return PRIMES[-1]
     raise ValueError(
-        f"{backend_count} backends need more than {PRIMES[-1]} maglev slots; "
-        "split the service or set a smaller share per backend"
+        f"{backend_count} backends: more than {PRIMES[-1] // MIN_SLOTS_PER_BACKEND} cannot "
+        f"share one Maglev table of {PRIMES[-1]} slots evenly; split the Service"
     )
 
 

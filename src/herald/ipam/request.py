@@ -15,10 +15,9 @@ from herald.api.core import (
     ANNOTATION_IPS,
     ANNOTATION_SHARING_CROSS_NAMESPACE,
     ANNOTATION_SHARING_KEY,
-    HERALD_LB_CLASSES,
     Service,
 )
-from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
+from herald.facts import is_handled, service_labels
 
 # An address as (IP version, integer value): cheaper to hash and compare than ipaddress objects.
 Address = tuple[int, int]
@@ -69,14 +68,6 @@ class ServiceRequest:
         return version in self.families
 
 
-def is_handled(service: Service) -> bool:
-    """LoadBalancer Services with no class or one of herald's classes."""
-    spec = service.spec
-    return spec.type == "LoadBalancer" and (
-        spec.load_balancer_class is None or spec.load_balancer_class in HERALD_LB_CLASSES
-    )
-
-
 def request_for(service: Service) -> ServiceRequest:
     meta, spec = service.metadata, service.spec
     namespace = meta.namespace or "default"
@@ -100,7 +91,7 @@ def request_for(service: Service) -> ServiceRequest:
     return ServiceRequest(
         key=f"{namespace}/{meta.name}",
         namespace=namespace,
-        labels={**meta.labels, SERVICE_NAMESPACE_KEY: namespace, SERVICE_NAME_KEY: meta.name},
+        labels=service_labels(service),
         requested=requested,
         families=families,
         policy=spec.ip_family_policy,

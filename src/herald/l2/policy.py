@@ -4,9 +4,10 @@
 `Announcement` per VIP: the Services behind it (Services sharing an IP share one entry, and
 so one owner) and the nodes eligible to answer for it with the interface patterns each may
 use. A node is eligible when a policy selecting the Service also selects the node and, for
-every Service of the VIP with externalTrafficPolicy Local, the node has a ready endpoint of
-it. Services with no ready endpoint anywhere are not counted; a VIP none of whose Services
-can be served has no eligible node: herald never announces what it cannot forward.
+every Service of the VIP with externalTrafficPolicy Local, the node has a usable endpoint
+of it (`facts`: the endpoint rule BGP and the datapath follow too). Services with no usable
+endpoint anywhere are not counted; a VIP none of whose Services can be served has no
+eligible node: herald never announces what it cannot forward.
 
 Whether a node is alive is not decided here: `owners.choose_owners` takes the live set.
 """
@@ -18,13 +19,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from herald.api.core import LB_CLASS_L2, EndpointSlice, Service
+from herald.api.core import LB_CLASS_L2, Service
 from herald.api.l2 import L2AnnouncementPolicy
-from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
 from herald.api.selector import matches
 from herald.api.snapshot import ClusterState
 from herald.dataplane.model import IPAddress, IPNetwork
-from herald.ipam.request import is_handled
+from herald.facts import is_handled, lb_addresses, service_labels, serving_nodes
 
 # Interface patterns of a candidate; empty means "every interface with an address in the
 # VIP's subnet" (the policy's documented default).
@@ -73,7 +73,7 @@ def announcements(state: ClusterState) -> tuple[Announcement, ...]:
     for service in state.services:
         if not is_l2_service(service):
             continue
-        ready = _ready_nodes(slices.get(service.key, ()))
+        ready = serving_nodes(slices.get(service.key, ()))
         if not ready:
             continue
         labels = service_labels(service)
@@ -121,24 +121,13 @@ def matching_interfaces(
     )
 
 
-def service_labels(service: Service) -> dict[str, str]:
-    """Labels as policy selectors see them: the Service's own plus its namespace and name."""
-    return {
-        **service.metadata.labels,
-        SERVICE_NAMESPACE_KEY: service.metadata.namespace or "default",
-        SERVICE_NAME_KEY: service.metadata.name,
-    }
-
-
 def address_order(address: IPAddress) -> tuple[int, bytes]:
     return address.version, address.packed
 
 
 def _addresses(service: Service, policy: L2AnnouncementPolicy) -> Iterable[IPAddress]:
     if policy.spec.load_balancer_ips:
-        for ingress in service.status.load_balancer.ingress:
-            if ingress.ip:
-                yield ipaddress.ip_address(ingress.ip)
+        yield from lb_addresses(service)
     if policy.spec.external_ips:
         yield from (ipaddress.ip_address(ip) for ip in service.spec.external_ips)
 
@@ -148,16 +137,3 @@ def _union(patterns: set[str] | None, more: tuple[str, ...]) -> set[str] | None:
     if patterns is None or not more:
         return None
     return patterns | set(more)
-
-
-def _ready_nodes(slices: tuple[EndpointSlice, ...]) -> frozenset[str]:
-    """Nodes with a ready endpoint; "" stands for endpoints with no node name."""
-    nodes = set()
-    for eps in slices:
-        if eps.address_type == "FQDN":
-            continue
-        for endpoint in eps.endpoints:
-            # Kubernetes: a nil `ready` means ready.
-            if endpoint.conditions.ready is not False:
-                nodes.add(endpoint.node_name or "")
-    return frozenset(nodes)

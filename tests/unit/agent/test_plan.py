@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from herald.agent.peers import peer_config
 from herald.agent.plan import plan_node
 from herald.api.manifests import parse_manifests
 from herald.api.problems import ManifestError
@@ -73,13 +72,13 @@ def test_seed_every_node_announces_the_vip_with_ready_endpoints() -> None:
     snapshot = state(files, SEED_STATUS)
     for node in ("k8s-master1", "k8s-worker1", "k8s-worker5"):
         plan = plan_node(snapshot, node)
-        assert [(p.name, str(p.address), p.peer_asn, p.local_asn) for p in plan.peers] == [
-            ("router", "192.0.2.1", 64512, 64512)
-        ]
+        assert [
+            (p.name, str(p.address), p.config.peer_as, p.speaker.local_asn) for p in plan.peers
+        ] == [("router", "192.0.2.1", 64512, 64512)]
         peer = plan.peers[0]
         assert peer.routes == ((ipaddress.ip_network("203.0.113.0/32"), RouteAttributes()),)
-        assert peer.config.timers.hold_time_seconds == 9
-        assert peer.config.graceful_restart.enabled
+        assert peer.config.hold_time == 9
+        assert peer.config.graceful_restart_time is not None
         [service] = plan.services
         assert service.key == "default/web1-lb"
         assert [str(v) for v in service.vips] == ["203.0.113.0"]
@@ -90,7 +89,7 @@ def test_seed_every_node_announces_the_vip_with_ready_endpoints() -> None:
             ("198.18.1.10", "k8s-worker1"),
             ("198.18.2.10", "k8s-worker2"),
         ]
-    assert plan_node(snapshot, "k8s-worker1").peers[0].router_id == "192.0.2.21"
+    assert plan_node(snapshot, "k8s-worker1").peers[0].speaker.router_id == "192.0.2.21"
 
 
 def test_no_ready_endpoint_withdraws_but_keeps_forwarding_rules() -> None:
@@ -146,8 +145,8 @@ def test_node_selector_communities_local_pref_and_password() -> None:
     plan = plan_node(snapshot, "w1")
     assert [p.key for p in plan.peers] == ["tor-4200000001/tor-a", "tor-4200000001/tor-b"]
     tor_a = plan.peers[0]
-    assert tor_a.local_asn == 4200000001 and tor_a.peer_asn == 4200000000
-    assert tor_a.password == "example-only"
+    assert tor_a.speaker.local_asn == 4200000001 and tor_a.config.peer_as == 4200000000
+    assert tor_a.config.password == "example-only"
     attributes = RouteAttributes(
         communities=(64512 << 16 | 100, 0xFFFFFF01),
         large_communities=(LargeCommunity(4200000001, 1, 1),),
@@ -204,7 +203,7 @@ def test_bfd_profile_reaches_the_peer_config() -> None:
         "spec: {transmitInterval: 100, receiveInterval: 200, detectMultiplier: 4}\n"
     )
     (peer,) = plan_node(state(files, SEED_STATUS), "k8s-worker1").peers
-    assert peer_config(peer).bfd == Timers(100_000, 200_000, 4)
+    assert peer.config.bfd == Timers(100_000, 200_000, 4)
     # A profile that is gone: the session runs without BFD and the agent says why.
     del files["bfd.yaml"]
     files[bgp] = files[bgp].replace("bfdProfileRef: fast", "bfdProfileRef: gone")

@@ -34,9 +34,18 @@ def test_table_size_explicit_must_be_a_listed_prime() -> None:
         maglev.table_size(3, explicit=1000)
 
 
-def test_table_size_refuses_too_many_backends() -> None:
-    with pytest.raises(ValueError, match="more than 131071"):
-        maglev.table_size(1311)
+def test_past_1310_backends_the_largest_table_takes_them_with_fewer_slots_each() -> None:
+    assert maglev.table_size(1311) == maglev.table_size(1500) == 131071
+    assert maglev.table_size(13107) == 131071
+    with pytest.raises(ValueError, match="split the Service"):
+        maglev.table_size(13108)
+
+
+def test_a_1500_backend_table_is_balanced() -> None:
+    names = [f"198.18.{i // 250}.{i % 250}" for i in range(1500)]
+    counts = maglev.build([(n, 1) for n in names], seed=7, size=131071).counts().values()
+    # 131071 / 1500 = 87.4 slots each; Maglev keeps every backend within a few slots.
+    assert min(counts) >= 80 and max(counts) <= 95
 
 
 def test_empty_table() -> None:
