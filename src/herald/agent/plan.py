@@ -65,6 +65,7 @@ from herald.facts import (
     backends,
     can_serve,
     heartbeat_address,
+    internal_addresses,
     is_handled,
     lb_addresses,
     router_id,
@@ -161,13 +162,23 @@ def plan_node(
                 continue
             speaker = SpeakerKey(instance.name, instance.local_asn, speaker_id, instance.local_port)
             for peer in instance.peers:
+                where = f"{subject} peer {peer.name}"
                 try:
                     spec = _peer_config(state, peer)
-                    routes = _routes(state, spec, services, servable, node, announced, wanted)
-                    config_ = _speaker_peer(state, peer, spec, problems)
+                    config_ = _speaker_peer(state, peer, spec, node, problems)
                 except (ValueError, KeyError) as err:
-                    problems.append(f"{subject} peer {peer.name}: {_reason(err)}; not started")
+                    problems.append(f"{where}: {_reason(err)}; not started")
                     continue
+                carried = _carried(config_)
+                routes, held = _routes(
+                    state, spec, carried, services, servable, node, announced, wanted
+                )
+                if held:
+                    problems.append(
+                        f"{where}: {len(held)} IPv6 routes not announced: family ipv6 over "
+                        f"IPv4 transport needs an IPv6 next hop and node {node_name} has no "
+                        "IPv6 InternalIP"
+                    )
                 ordered = tuple(sorted(routes.items(), key=lambda r: _network_order(r[0])))
                 peers.append(PeerPlan(speaker, peer.name, config_, ordered))
     problems += _unannounced(services, servable, wanted, announced, node_name)
@@ -229,15 +240,18 @@ def _l2_plan(state: ClusterState, node: Node, problems: list[str]) -> L2Plan | N
 def _routes(
     state: ClusterState,
     spec: BGPPeerConfigSpec,
+    carried: frozenset[int],
     services: list[Service],
     servable: Mapping[str, bool],
     node: Node,
     announced: dict[str, set[IPAddress]],
     wanted: dict[str, set[IPAddress]],
-) -> dict[IPNetwork, RouteAttributes]:
-    """The routes of one session; `announced` and `wanted` collect, per Service, the
-    addresses it announces and the ones its advertisements select for any family."""
+) -> tuple[dict[IPNetwork, RouteAttributes], set[IPNetwork]]:
+    """The routes of one session, and the ones of a family it has but cannot carry (see
+    `_carried`). `announced` and `wanted` collect, per Service, the addresses it
+    announces and the ones its advertisements select for any family."""
     routes: dict[IPNetwork, RouteAttributes] = {}
+    held: set[IPNetwork] = set()
     for family in spec.families:
         version = 4 if family.afi == "ipv4" else 6
         if family.advertisements is None:
@@ -252,10 +266,13 @@ def _routes(
                         wanted.setdefault(service_key, set()).add(network.network_address)
                     if network.version != version:
                         continue
+                    if version not in carried:
+                        held.add(network)
+                        continue
                     routes[network] = _merge(routes.get(network), attributes)
                     if service_key is not None:
                         announced.setdefault(service_key, set()).add(network.network_address)
-    return routes
+    return routes, held
 
 
 def _prefixes(
@@ -342,15 +359,24 @@ def _peer_config(state: ClusterState, peer: BGPPeer) -> BGPPeerConfigSpec:
 
 
 def _speaker_peer(
-    state: ClusterState, peer: BGPPeer, spec: BGPPeerConfigSpec, problems: list[str]
+    state: ClusterState,
+    peer: BGPPeer,
+    spec: BGPPeerConfigSpec,
+    node: Node,
+    problems: list[str],
 ) -> PeerConfig:
     """The peer as the speaker takes it; PeerConfig refuses what the speaker cannot run."""
     families: set[Family] = {
         IPV4_UNICAST if family.afi == "ipv4" else IPV6_UNICAST for family in spec.families
     }
     source = spec.transport.source_address
+    address = ipaddress.ip_address(peer.peer_address)
+    # IPv6 routes over an IPv4 session need an IPv6 next hop: the node's own, so that the
+    # router forwards IPv6 traffic to the node directly (as a dual-stack Cilium node does).
+    own6 = [a for a in internal_addresses(node) if a.version == 6]
     return PeerConfig(
-        address=ipaddress.ip_address(peer.peer_address),
+        address=address,
+        ipv6_next_hop=own6[0] if address.version == 4 and own6 else None,
         peer_as=peer.peer_asn,
         port=spec.transport.peer_port,
         local_address=ipaddress.ip_address(source) if source else None,
@@ -366,6 +392,16 @@ def _speaker_peer(
         ),
         bfd=_bfd_timers(_bfd(state, spec, peer.name, problems)),
     )
+
+
+def _carried(config: PeerConfig) -> frozenset[int]:
+    """The IP versions a session can announce: its families, less IPv6 over IPv4 transport
+    without an IPv6 next hop (an IPv4-mapped one leaves the route unusable on most
+    routers: held back and said, rather than sent and silently unused)."""
+    versions = {4 if family == IPV4_UNICAST else 6 for family in config.families}
+    if config.address.version == 4 and config.ipv6_next_hop is None:
+        versions.discard(6)
+    return frozenset(versions)
 
 
 def _bfd_timers(profile: BFDProfileSpec | None) -> Timers | None:
@@ -396,8 +432,9 @@ def _unannounced(
         for address in sorted(missing, key=lambda a: (a.version, a.packed)):
             problems.append(
                 f"Service {svc.key}: {address} is selected by a BGPAdvertisement but no BGP "
-                f"session of node {node} has family ipv{address.version} with that "
-                f"advertisement; add the family to a BGPPeerConfig to announce it"
+                f"session of node {node} announces it: no session has family "
+                f"ipv{address.version} with that advertisement, or (IPv6 over IPv4 "
+                "transport) the node has no IPv6 next hop"
             )
     return problems
 

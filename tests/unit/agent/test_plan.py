@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from herald.agent.plan import plan_node
+from herald.agent.plan import NodePlan, plan_node
 from herald.api.manifests import parse_manifests
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
@@ -209,3 +209,62 @@ def test_bfd_profile_reaches_the_peer_config() -> None:
     files[bgp] = files[bgp].replace("bfdProfileRef: fast", "bfdProfileRef: gone")
     with pytest.raises(ManifestError, match="gone"):
         state(files, SEED_STATUS)
+
+
+def dual_stack_seed(families: str, node_v6: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """The seed with web1-lb holding an IPv4 and an IPv6 address, the peer's families
+    replaced by `families`, and k8s-worker1 with or without an IPv6 InternalIP."""
+    files = seed_files()
+    bgp = next(k for k in files if k.endswith("bgp.yaml"))
+    files[bgp] = files[bgp].replace(
+        "  families:\n    - afi: ipv4\n      safi: unicast\n", f"  families:\n{families}", 1
+    )
+    if node_v6:
+        nodes = next(k for k in files if k.endswith("nodes.yaml"))
+        files[nodes] = files[nodes].replace(
+            "      address: 192.0.2.21\n",
+            "      address: 192.0.2.21\n    - type: InternalIP\n      address: 2001:db8:2::21\n",
+        )
+    files["eps.yaml"] = endpoints("web1-lb", [("198.18.1.10", "k8s-worker1", True)])
+    return files, {"default/web1-lb": "203.0.113.0"}
+
+
+SELECTED = "      advertisements:\n        matchLabels:\n          advertise: seed\n"
+
+
+def dual_stack_plan(families: str, node_v6: bool) -> NodePlan:
+    files, status = dual_stack_seed(families, node_v6)
+    snapshot = state(files, status)
+    web = snapshot.services[0]
+    ingress = [{"ip": "203.0.113.0"}, {"ip": "2001:db8:113::"}]
+    two = web.model_copy(
+        update={"status": web.status.model_validate({"loadBalancer": {"ingress": ingress}})}
+    )
+    return plan_node(dataclasses.replace(snapshot, services=(two,)), "k8s-worker1")
+
+
+def test_ipv6_routes_over_ipv4_take_the_nodes_ipv6_address_as_next_hop() -> None:
+    families = f"    - afi: ipv4\n{SELECTED}    - afi: ipv6\n{SELECTED}"
+    plan = dual_stack_plan(families, node_v6=True)
+    (peer,) = plan.peers
+    assert str(peer.config.ipv6_next_hop) == "2001:db8:2::21"
+    assert [str(r[0]) for r in peer.routes] == ["203.0.113.0/32", "2001:db8:113::/128"]
+    assert plan.problems == ()
+
+
+def test_ipv6_routes_without_an_ipv6_next_hop_are_held_back_and_said() -> None:
+    families = f"    - afi: ipv4\n{SELECTED}    - afi: ipv6\n{SELECTED}"
+    plan = dual_stack_plan(families, node_v6=False)
+    (peer,) = plan.peers
+    assert [str(r[0]) for r in peer.routes] == ["203.0.113.0/32"]
+    session, service = plan.problems
+    assert "peer router: 1 IPv6 routes not announced" in session
+    assert "no IPv6 InternalIP" in session
+    assert service.startswith("Service default/web1-lb: 2001:db8:113:: is selected")
+
+
+def test_an_address_of_a_family_no_session_has_is_said() -> None:
+    plan = dual_stack_plan(f"    - afi: ipv4\n{SELECTED}", node_v6=True)
+    assert [str(r[0]) for r in plan.peers[0].routes] == ["203.0.113.0/32"]
+    (problem,) = plan.problems
+    assert "2001:db8:113::" in problem and "family ipv6" in problem
