@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from herald.l2.announcer import Announcer
+from herald.l2.key import read_key_file
 from herald.l2.liveness import DEFAULT_PORT, start_config
 from herald.l2.policy import Announcement, Candidate
 
@@ -27,7 +28,7 @@ async def main(node: str, bind: str, key: Path, status: Path, vips: str, peers: 
     addresses = {p.split("=")[0]: (p.split("=")[1], DEFAULT_PORT) for p in peers}
     nodes = sorted([node, *addresses])
     announcer = Announcer(node, {"eth0": []})
-    await announcer.open(start_config(node, key.read_bytes()), addresses, (bind, DEFAULT_PORT))
+    await announcer.open(start_config(node, read_key_file(key)), addresses, (bind, DEFAULT_PORT))
     announcer.set_announced(
         Announcement(
             ipaddress.ip_address(vip),

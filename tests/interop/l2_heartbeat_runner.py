@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from herald.l2.heartbeat import Event, PeerChanged
+from herald.l2.key import read_key_file
 from herald.l2.liveness import DEFAULT_PORT, Liveness, start_config
 
 
@@ -30,7 +31,7 @@ async def main(
                 out.write(f"{time.monotonic():.6f} {event.node} {event.after}\n")
 
         liveness = await Liveness.open(
-            start_config(node, key.read_bytes()),
+            start_config(node, read_key_file(key)),
             addresses,
             (bind, DEFAULT_PORT),
             record,

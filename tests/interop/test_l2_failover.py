@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from l2_segment import Segment, build_segment
 
+from herald.l2.key import create_key_file
 from herald.lab.netns import Lab, crash
 
 pytestmark = pytest.mark.netns
@@ -28,7 +29,7 @@ class Cluster:
     def __init__(self, segment: Segment, scratch: Path) -> None:
         self.segment, self.scratch = segment, scratch
         self.key = scratch / "key"
-        self.key.write_bytes(os.urandom(32))
+        create_key_file(self.key)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, node: str) -> None:

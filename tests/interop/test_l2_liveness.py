@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from l2_segment import build_segment
 
+from herald.l2.key import create_key_file
 from herald.lab.netns import Lab, children, crash
 
 pytestmark = pytest.mark.netns
@@ -29,7 +30,7 @@ class Agents:
     def __init__(self, lab: Lab, scratch: Path) -> None:
         self.lab, self.scratch = lab, scratch
         self.key = scratch / "key"
-        self.key.write_bytes(os.urandom(32))
+        create_key_file(self.key)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, node: str) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from herald.agent.plan import L2Plan
@@ -27,14 +27,16 @@ from herald.netlink.links import interface_networks
 
 log = logging.getLogger(__name__)
 
-# Documented in docs/l2.md; the lab uses it as is. Anyone who can send UDP to the node
-# addresses and knows the key can claim VIPs: production clusters set their own.
-LAB_KEY = b"herald-lab-l2-heartbeat-key"
+# What the agent reports, once per plan, while a policy selects the node and it has no key.
+NO_KEY = "L2: no heartbeat key: set HERALD_L2_KEY or --l2-key-file; not answering ARP/NDP"
 
 
 @dataclass(frozen=True)
 class L2Config:
-    key: bytes = LAB_KEY
+    # None: no key was given (herald.l2.key.load_key). There is no default key: one in the
+    # source would let anyone claim VIPs, so L2 is refused and the rest of the agent runs.
+    # Not in the repr, which may end up in a log.
+    key: bytes | None = field(default=None, repr=False)
     interval: float = 0.1
     multiplier: int = 5
     port: int = DEFAULT_PORT
@@ -77,6 +79,12 @@ class L2Announcements:
         return self._announcer is not None
 
     async def apply(self, plan: L2Plan | None, served: Collection[IPAddress]) -> list[str]:
+        """Runs the announcer for `plan`; returns the problems to show in the agent's status.
+        Without a key, L2 work is refused (no heartbeat, no ARP/NDP answer) and reported,
+        while the agent's datapath and BGP go on."""
+        if plan is not None and self.config.key is None:
+            # Never running without a key, so nothing to stop.
+            return [NO_KEY]
         if plan is None or plan.address_of(self.node) is None:
             if self._announcer is not None:
                 log.info("event=l2_stopped node=%s reason=no_policy_selects_node", self.node)
@@ -99,6 +107,7 @@ class L2Announcements:
         return []
 
     async def _open(self, plan: L2Plan, address: IPAddress | None) -> None:
+        assert self.config.key is not None  # apply refuses L2 without one
         announcer = Announcer(self.node, await asyncio.to_thread(self._links))
         config = start_config(
             self.node,

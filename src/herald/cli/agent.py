@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from herald.agent.l2 import LAB_KEY, L2Config
+from herald.agent.l2 import L2Config
 from herald.agent.run import Agent, AgentConfig
 from herald.agent.status import DEFAULT_STATUS_DIR, query_all, serve_status, socket_path
 from herald.cli.output import output_option, print_json, print_table
 from herald.cli.source_option import manifests_option
 from herald.dataplane.model import ForwardingMode
+from herald.l2.key import ENV_KEY, ENV_KEY_FILE, HeartbeatKeyError, load_key
 from herald.sources.files import FileSource
 
 status_dir_option = click.option(
@@ -42,13 +44,15 @@ status_dir_option = click.option(
     show_default=True,
     help="Forwarding mode of Services without the herald.io/forwarding-mode annotation.",
 )
+# The key itself is never an option: `ps` shows argv to every user of the node.
 @click.option(
-    "--l2-key",
-    envvar="HERALD_L2_KEY",
-    default=LAB_KEY.decode(),
-    show_default="the lab's key, see docs/l2.md",
-    help="Shared key authenticating L2 heartbeats (at least 16 bytes; the same on every "
-    "node); env HERALD_L2_KEY.",
+    "--l2-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=ENV_KEY_FILE,
+    default=None,
+    help=f"File holding the shared key authenticating L2 heartbeats (at least 16 bytes; the "
+    f"same on every node); env {ENV_KEY_FILE}, or the key itself in env {ENV_KEY}. Without "
+    "a key the agent runs but refuses L2 announcements.",
 )
 @click.option(
     "--l2-interval",
@@ -74,20 +78,30 @@ def agent(
     status_dir: Path,
     interface: str | None,
     forwarding: str,
-    l2_key: str,
+    l2_key_file: Path | None,
     l2_interval: float,
     l2_multiplier: int,
     l2_port: int,
 ) -> None:
     """Run the node agent: datapath rules, BGP and L2 announcements for NODE."""
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
-    if len(l2_key.encode()) < 16:
-        raise click.BadParameter("at least 16 bytes", param_hint="--l2-key / HERALD_L2_KEY")
+    try:
+        key = load_key(l2_key_file, os.environ)
+    except HeartbeatKeyError as err:
+        raise click.ClickException(str(err)) from err
+    # What this process starts (nft, the heartbeat process) has no use for the key.
+    os.environ.pop(ENV_KEY, None)
+    if key is None:
+        logging.getLogger(__name__).warning(
+            "event=l2_disabled node=%s reason=no_heartbeat_key fix=%r",
+            node,
+            f"set {ENV_KEY_FILE} (or --l2-key-file) or {ENV_KEY}, the same key on every node",
+        )
     config = AgentConfig(
         node=node,
         interface=interface,
         default_forwarding=ForwardingMode(forwarding),
-        l2=L2Config(l2_key.encode(), l2_interval, l2_multiplier, l2_port),
+        l2=L2Config(key, l2_interval, l2_multiplier, l2_port),
     )
 
     async def main() -> None:

@@ -148,7 +148,8 @@ def _vips(body: bytes, offset: int, count: int) -> tuple[tuple[IPAddress, ...], 
 @dataclass(frozen=True)
 class Config:
     node: str
-    key: bytes
+    # Not in the repr, which may end up in a log.
+    key: bytes = field(repr=False)
     # Chosen at start so that it grows across restarts: the wall clock in ms.
     incarnation: int
     interval: float = 0.1

@@ -10,6 +10,7 @@ of anything, including of `up` itself.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from herald.agent.status import DEFAULT_STATUS_DIR
 from herald.cli.source_option import DEFAULT_MANIFESTS
+from herald.l2.key import ENV_KEY, ENV_KEY_FILE, create_key_file
 from herald.lab.netns import Lab, LabError, alive, delete_namespace, end_process, namespaces, run
 from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec, bfd_peer_states, wait_for
 from herald.lab.topology import (
@@ -37,6 +39,8 @@ PREFIX = "hl-"
 LAB_DIR = Path("/run/herald/lab")
 STATE = LAB_DIR / "state.json"
 LOGS = LAB_DIR / "logs"
+# The agents' L2 heartbeat key: new and random for every lab, readable by its owner only.
+L2_KEY = LAB_DIR / "l2.key"
 GENERATED = "_lab"  # the lab's own manifests (Nodes, EndpointSlices) inside the directory
 
 
@@ -208,6 +212,7 @@ def _start_router(network: Lab, topology: Topology, state: dict[str, Any]) -> No
 
 def _start_herald(network: Lab, topology: Topology, manifests: Path, state: dict[str, Any]) -> None:
     common = ["--manifests", str(manifests)]
+    create_key_file(L2_KEY)
     master = topology.nodes[0].name
     network.spawn(master, herald_argv("controller", *common), log=LOGS / "controller.log")
     for node in topology.nodes:
@@ -239,9 +244,19 @@ def _spawn_agent(network: Lab, node: str, manifests: Path, state: dict[str, Any]
             str(DEFAULT_STATUS_DIR),
         ),
         log=LOGS / f"agent-{node}.log",
+        env=_agent_environment(),
     )
     # By node, so a failover test or the demo can end one node's agent by its pid.
     state.setdefault("agents", {})[node] = process.pid
+
+
+def _agent_environment() -> dict[str, str]:
+    """The lab's key file, through the environment: a key in argv is visible to every user
+    of the machine (`ps`). A HERALD_L2_KEY of the shell running `lab up` is left out: with
+    both, the agent would refuse to start."""
+    environment = {name: value for name, value in os.environ.items() if name != ENV_KEY}
+    environment[ENV_KEY_FILE] = str(L2_KEY)
+    return environment
 
 
 def start_agent(node: str) -> int:

@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -180,10 +180,15 @@ class Lab:
         run(["ip", *family, "-n", self.ns(host), "route", "replace", *spec])
 
     def spawn(
-        self, host: str, argv: Sequence[str], log: Path | None = None
+        self,
+        host: str,
+        argv: Sequence[str],
+        log: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Starts `argv` in `host`; output goes to `log` (appended) or nowhere. Processes of a
-        stable lab get their own session, so they outlive the command that started them."""
+        """Starts `argv` in `host`; output goes to `log` (appended) or nowhere; its
+        environment is `env`, or this process's. Processes of a stable lab get their own
+        session, so they outlive the command that started them."""
         output = log.open("ab") if log is not None else subprocess.DEVNULL
         try:
             process = subprocess.Popen(
@@ -192,6 +197,7 @@ class Lab:
                 stdout=output,
                 stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
                 start_new_session=self.stable_names,
+                env=env,
             )
         finally:
             if log is not None:
