@@ -55,6 +55,8 @@ class _Applied:
     applied_at: float | None = None
     apply_ms: float | None = None
     errors: list[str] = field(default_factory=list)
+    # A step failed (datapath, BGP, L2): the next snapshot applies the plan again.
+    retry: bool = False
     # VIPs the committed datapath rules serve (kept as they were when a commit fails).
     served: frozenset[IPAddress] = frozenset()
 
@@ -81,6 +83,7 @@ class Agent:
                     # retries with the next snapshot.
                     log.exception("event=apply_failed node=%s error=%r", self.config.node, err)
                     self._applied.errors = [f"agent: applying the snapshot failed: {err!r}"]
+                    self._applied.retry = True
         finally:
             await self.close()
 
@@ -95,8 +98,10 @@ class Agent:
         start = time.perf_counter()
         plan = plan_node(snapshot, self.config.node, self.config.default_forwarding)
         previous = self._applied.plan
-        if plan == previous and not self._applied.errors:
-            return  # a change elsewhere (another node's pods, a status echo): nothing to do
+        if plan == previous and not self._applied.retry:
+            # A change elsewhere (another node's pods, a status echo): nothing to do. The
+            # plan's own problems come back with the same plan; only a failed step is retried.
+            return
         errors = [f"plan: {problem}" for problem in plan.problems]
         await self._withdraw_dropped(previous, plan)
         if self._l2.running:
@@ -117,9 +122,11 @@ class Agent:
         self._applied.plan = plan
         self._applied.applied_at = time.time()
         self._applied.apply_ms = elapsed
-        self._applied.errors = errors
+        self._applied.retry = len(errors) > len(plan.problems)
         for error in errors:
-            log.error("event=apply_problem node=%s problem=%r", self.config.node, error)
+            if error not in self._applied.errors:  # each problem once, not on every snapshot
+                log.error("event=apply_problem node=%s problem=%r", self.config.node, error)
+        self._applied.errors = errors
         log.info(
             "event=plan_applied node=%s services=%d peers=%d routes=%d l2_vips=%d ms=%.1f",
             self.config.node,
