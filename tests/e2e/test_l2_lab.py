@@ -14,11 +14,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from herald.agent.status import DEFAULT_STATUS_DIR, query_all
+from herald.agent.status import DEFAULT_STATUS_DIR, AgentStatus, query_all
 from herald.cli.l2 import owner_rows
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
@@ -109,19 +108,19 @@ def vips() -> dict[str, str]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def every_vip_owned(agents: list[dict[str, Any]] | None = None) -> dict[str, list[str]] | None:
+def every_vip_owned(agents: list[AgentStatus] | None = None) -> dict[str, list[str]] | None:
     """Each VIP's answering node, if every VIP has exactly one, seen by one status query of
     every agent (VIPs looked up one query each would stitch views of different moments, and
     an agent that did not answer would hide the VIPs it answers for)."""
     addresses = set(vips().values())
     if agents is None:
         agents = query_all(DEFAULT_STATUS_DIR)
-    if len(addresses) != SPREAD + 3 or not agents or any("error" in a for a in agents):
+    if len(addresses) != SPREAD + 3 or not agents or any(a.error for a in agents):
         return None
     seen: dict[str, list[str]] = {vip: [] for vip in addresses}
     for row in owner_rows(agents):
-        if row["vip"] in seen and row["owner"] is not None:
-            seen[row["vip"]].append(row["owner"])
+        if row.vip in seen and row.owner is not None:
+            seen[row.vip].append(row.owner)
     return seen if all(len(nodes) == 1 for nodes in seen.values()) else None
 
 
@@ -130,10 +129,10 @@ def settled() -> bool:
     restarted agent's first commit (100 Maglev tables) is seconds of CPU on this 2-CPU
     machine, and the next failover is measured on a quiet lab, not during that."""
     agents = query_all(DEFAULT_STATUS_DIR)
-    applied = {len(a.get("services", [])) for a in agents if a.get("appliedAt")}
+    applied = {len(a.services) for a in agents if a.applied_at}
     return (
         len(applied) == 1
-        and all(a.get("appliedAt") for a in agents)
+        and all(a.applied_at for a in agents)
         and every_vip_owned(agents) is not None
     )
 
@@ -176,21 +175,21 @@ def curl(vip: str, port: int = 80, host: str = "client1") -> str:
 
 def diagnosis(vip: str, host: str, error: str) -> str:
     agents = query_all(DEFAULT_STATUS_DIR)
-    rows = [row for row in owner_rows(agents) if row["vip"] == vip]
+    rows = [row for row in owner_rows(agents) if row.vip == vip]
     now = time.time()
     applied = [
-        f"{a.get('node')}: {len(a.get('services', []))} services applied "
-        f"{now - a['appliedAt']:.1f} s ago in {a.get('applyMs') or 0:.0f} ms, "
-        f"live {len((a.get('l2') or {}).get('live', []))}"
-        if a.get("appliedAt")
-        else f"{a.get('node')}: {a.get('error', 'nothing applied')}"
+        f"{a.node}: {len(a.services)} services applied "
+        f"{now - a.applied_at:.1f} s ago in {a.apply_ms or 0:.0f} ms, "
+        f"live {len(a.l2.live) if a.l2 else 0}"
+        if a.applied_at
+        else f"{a.node}: {a.error or 'nothing applied'}"
         for a in agents
     ]
     return "\n".join(
         [
             f"curl from {host}: {error.strip()}",
             f"neighbour: {cluster.run_in(host, 'ip', 'neigh', 'show', vip).strip()}",
-            f"owners: {[(r['owner'], r['interfaces'], r.get('since')) for r in rows]}",
+            f"owners: {[(r.owner, r.interfaces, r.since) for r in rows]}",
             *applied,
         ]
     )

@@ -16,9 +16,9 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from herald.agent.plan import L2Plan
+from herald.agent.status import L2Owner, L2Status
 from herald.dataplane.model import IPAddress, IPNetwork
 from herald.l2.announcer import Announcer
 from herald.l2.liveness import DEFAULT_PORT, start_config
@@ -136,7 +136,7 @@ class L2Announcements:
             self._announcer.close()
         self._announcer, self._bind, self._plan = None, None, None
 
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> L2Status | None:
         announcer = self._announcer
         if announcer is None:
             return None
@@ -150,17 +150,17 @@ class L2Announcements:
         for vip in sorted(announcer.view, key=address_order):
             owner = announcer.view[vip]
             owners.append(
-                {
-                    "vip": str(vip),
-                    "owner": owner.node,
-                    "answering": vip in interfaces,
-                    "interfaces": interfaces.get(vip, []),
-                    "since": owner.since + offset if owner.since is not None else None,
-                    "candidates": list(owner.candidates),
-                }
+                L2Owner(
+                    vip=str(vip),
+                    owner=owner.node,
+                    answering=vip in interfaces,
+                    interfaces=tuple(interfaces.get(vip, [])),
+                    since=owner.since + offset if owner.since is not None else None,
+                    candidates=tuple(owner.candidates),
+                )
             )
-        return {
-            "members": [name for name, _ in self._plan.members] if self._plan else [],
-            "live": sorted(announcer.live()),
-            "owners": owners,
-        }
+        return L2Status(
+            members=tuple(name for name, _ in self._plan.members) if self._plan else (),
+            live=tuple(sorted(announcer.live())),
+            owners=tuple(owners),
+        )

@@ -20,10 +20,10 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from herald.agent.l2 import L2Announcements, L2Config
 from herald.agent.plan import NodePlan, PeerPlan, SpeakerKey, plan_node
+from herald.agent.status import AgentStatus, SessionStatus
 from herald.api.snapshot import ClusterState
 from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import PeerConfig
@@ -214,7 +214,7 @@ class Agent:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
         plan = self._applied.plan
         peers = []
         for name, (key, config) in sorted(self._applied.peers.items()):
@@ -223,31 +223,34 @@ class Agent:
                 if status.peer != config.address:
                     continue
                 peers.append(
-                    {
-                        "name": name,
-                        "localAS": key.local_asn,
-                        "peer": str(status.peer),
-                        "peerAS": status.peer_as,
-                        "state": status.state.value,
-                        "uptimeSeconds": status.uptime,
-                        "received": status.received_prefixes,
-                        "advertised": status.advertised_prefixes,
-                        "lastDown": status.last_down,
-                        "bfd": status.bfd,
-                        "routes": sorted(
-                            str(prefix.network) for prefix in speaker.advertised_routes(status.peer)
+                    SessionStatus(
+                        name=name,
+                        local_as=key.local_asn,
+                        peer=str(status.peer),
+                        peer_as=status.peer_as,
+                        state=status.state.value,
+                        uptime_seconds=status.uptime,
+                        received=status.received_prefixes,
+                        advertised=status.advertised_prefixes,
+                        last_down=status.last_down,
+                        bfd=status.bfd,
+                        routes=tuple(
+                            sorted(
+                                str(prefix.network)
+                                for prefix in speaker.advertised_routes(status.peer)
+                            )
                         ),
-                    }
+                    )
                 )
-        return {
-            "node": self.config.node,
-            "appliedAt": self._applied.applied_at,
-            "applyMs": self._applied.apply_ms,
-            "services": [s.key for s in plan.services] if plan else [],
-            "peers": peers,
-            "l2": self._l2.status(),
-            "problems": list(self._applied.errors),
-        }
+        return AgentStatus(
+            node=self.config.node,
+            applied_at=self._applied.applied_at,
+            apply_ms=self._applied.apply_ms,
+            services=tuple(s.key for s in plan.services) if plan else (),
+            peers=tuple(peers),
+            l2=self._l2.status(),
+            problems=tuple(self._applied.errors),
+        )
 
 
 def _nftables() -> NftApi:

@@ -1,7 +1,9 @@
 """The agent's local status API: JSON over a unix socket, one request per connection.
 
-A client writes one line (`status`) and reads one JSON document. A unix socket needs no
-port, is reachable only from the machine (and namespace-independent: it lives in the
+A client writes one line (`status`) and reads one JSON document, an `AgentStatus`: the one
+model the agent fills and every reader (`herald status`, `bgp peers`, `l2 owners`, the lab
+and its tests) parses, so a field cannot be renamed on one side only. A unix socket needs
+no port, is reachable only from the machine (and namespace-independent: it lives in the
 filesystem), and its permissions are the file's.
 """
 
@@ -14,18 +16,84 @@ import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STATUS_DIR = Path("/run/herald/agents")
 
 
+class _StatusModel(BaseModel):
+    # Unknown fields ignored: a CLI may be older or newer than the agent it asks.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class SessionStatus(_StatusModel):
+    """One BGP session of the node, as `herald bgp peers` shows it."""
+
+    name: str
+    local_as: int = Field(alias="localAS")
+    peer: str
+    peer_as: int = Field(alias="peerAS")
+    state: str
+    uptime_seconds: float | None = None
+    received: int = 0
+    advertised: int = 0
+    last_down: str | None = None
+    bfd: str | None = None
+    routes: tuple[str, ...] = ()
+
+    @property
+    def established(self) -> bool:
+        return self.state == "Established"
+
+
+class L2Owner(_StatusModel):
+    """One L2 VIP as a node sees it: who owns it, whether this node answers, since when."""
+
+    vip: str
+    owner: str | None = None
+    answering: bool = False
+    interfaces: tuple[str, ...] = ()
+    since: float | None = None  # wall-clock seconds
+    candidates: tuple[str, ...] = ()
+
+
+class L2Status(_StatusModel):
+    members: tuple[str, ...] = ()
+    live: tuple[str, ...] = ()
+    owners: tuple[L2Owner, ...] = ()
+
+
+class AgentStatus(_StatusModel):
+    """What one agent applied, its sessions, its L2 view and its problems. `error` is set
+    by the reader when the agent did not answer."""
+
+    node: str
+    applied_at: float | None = None
+    apply_ms: float | None = None
+    services: tuple[str, ...] = ()
+    peers: tuple[SessionStatus, ...] = ()
+    l2: L2Status | None = None
+    problems: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = self.model_dump(mode="json", by_alias=True, exclude={"error"})
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+
 def socket_path(directory: Path, node: str) -> Path:
     return directory / f"{node}.sock"
 
 
-async def serve_status(path: Path, status: Callable[[], dict[str, Any]]) -> asyncio.Server:
+async def serve_status(path: Path, status: Callable[[], AgentStatus]) -> asyncio.Server:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -34,10 +102,10 @@ async def serve_status(path: Path, status: Callable[[], dict[str, Any]]) -> asyn
         try:
             request = (await asyncio.wait_for(reader.readline(), timeout=2)).strip()
             if request == b"status":
-                body = status()
+                body = status().to_json()
             else:
                 body = {"error": f"unknown request {request[:40]!r}; send 'status'"}
-            writer.write(json.dumps(body, default=str).encode() + b"\n")
+            writer.write(json.dumps(body).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError) as err:
             log.warning("event=status_request_failed error=%r", str(err))
@@ -47,7 +115,7 @@ async def serve_status(path: Path, status: Callable[[], dict[str, Any]]) -> asyn
     return await asyncio.start_unix_server(handle, path=str(path))
 
 
-def query(path: Path, timeout: float = 2.0) -> dict[str, Any]:
+def query(path: Path, timeout: float = 2.0) -> AgentStatus:
     """Ask one agent for its status (blocking: for the CLI)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
@@ -56,11 +124,10 @@ def query(path: Path, timeout: float = 2.0) -> dict[str, Any]:
         chunks = []
         while chunk := conn.recv(65536):
             chunks.append(chunk)
-    data: dict[str, Any] = json.loads(b"".join(chunks))
-    return data
+    return AgentStatus.model_validate_json(b"".join(chunks))
 
 
-def query_all(directory: Path) -> list[dict[str, Any]]:
+def query_all(directory: Path) -> list[AgentStatus]:
     """Every agent with a socket in `directory`; an agent that does not answer is listed
     with its error rather than hidden."""
     results = []
@@ -68,5 +135,5 @@ def query_all(directory: Path) -> list[dict[str, Any]]:
         try:
             results.append(query(path))
         except (OSError, ValueError) as err:
-            results.append({"node": path.stem, "error": f"no answer from {path}: {err}"})
+            results.append(AgentStatus(node=path.stem, error=f"no answer from {path}: {err}"))
     return results

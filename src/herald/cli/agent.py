@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -123,7 +122,7 @@ def status(status_dir: Path, output: str) -> None:
     """Each agent: when it last applied a plan, its services, sessions and problems."""
     agents = query_all(status_dir)
     if output == "json":
-        print_json(agents)
+        print_json([a.to_json() for a in agents])
         return
     if not agents:
         click.echo(f"no agent sockets in {status_dir}", err=True)
@@ -133,11 +132,11 @@ def status(status_dir: Path, output: str) -> None:
         ("NODE", "SERVICES", "SESSIONS UP", "APPLY MS", "PROBLEMS"),
         [
             (
-                a.get("node"),
-                len(a.get("services", [])),
-                f"{_established(a)}/{len(a.get('peers', []))}",
-                f"{a['applyMs']:.1f}" if a.get("applyMs") is not None else "",
-                a.get("error") or "; ".join(a.get("problems", [])) or "none",
+                a.node,
+                len(a.services),
+                f"{sum(p.established for p in a.peers)}/{len(a.peers)}",
+                f"{a.apply_ms:.1f}" if a.apply_ms is not None else "",
+                a.error or "; ".join(a.problems) or "none",
             )
             for a in agents
         ],
@@ -149,9 +148,9 @@ def status(status_dir: Path, output: str) -> None:
 @output_option
 def peers(status_dir: Path, output: str) -> None:
     """BGP sessions of every node, like `cilium bgp peers`."""
-    rows = [(a, p) for a in query_all(status_dir) for p in a.get("peers", [])]
+    rows = [(a, p) for a in query_all(status_dir) for p in a.peers]
     if output == "json":
-        print_json([{"node": a["node"], **p} for a, p in rows])
+        print_json([{"node": a.node, **p.model_dump(mode="json", by_alias=True)} for a, p in rows])
         return
     print_table(
         None,
@@ -167,14 +166,14 @@ def peers(status_dir: Path, output: str) -> None:
         ),
         [
             (
-                a["node"],
-                p["localAS"],
-                p["peerAS"],
-                p["peer"],
-                p["state"].lower(),
-                _duration(p.get("uptimeSeconds")),
-                p["received"],
-                p["advertised"],
+                a.node,
+                p.local_as,
+                p.peer_as,
+                p.peer,
+                p.state.lower(),
+                _duration(p.uptime_seconds),
+                p.received,
+                p.advertised,
             )
             for a, p in rows
         ],
@@ -187,19 +186,15 @@ def peers(status_dir: Path, output: str) -> None:
 def routes(status_dir: Path, output: str) -> None:
     """Routes each node advertises to each peer."""
     rows = [
-        (a["node"], p["peer"], route)
+        (a.node, p.peer, route)
         for a in query_all(status_dir)
-        for p in a.get("peers", [])
-        for route in p.get("routes", [])
+        for p in a.peers
+        for route in p.routes
     ]
     if output == "json":
         print_json([{"node": n, "peer": peer, "prefix": r} for n, peer, r in rows])
         return
     print_table(None, ("NODE", "PEER", "PREFIX"), rows)
-
-
-def _established(agent_status: dict[str, Any]) -> int:
-    return sum(1 for p in agent_status.get("peers", []) if p["state"] == "Established")
 
 
 def _duration(seconds: float | None) -> str:

@@ -63,7 +63,7 @@ spec:
 def owners(vip: str) -> list[str]:
     """The nodes answering for `vip`, from their agents' status (two during a partition)."""
     rows = owner_rows(query_all(DEFAULT_STATUS_DIR))
-    return [r["owner"] for r in rows if r["vip"] == vip and r["owner"] is not None]
+    return [r.owner for r in rows if r.vip == vip and r.owner is not None]
 
 
 def owner_of(vip: str, timeout: float = 20.0, other_than: str | None = None) -> str:
@@ -78,12 +78,12 @@ def owner_of(vip: str, timeout: float = 20.0, other_than: str | None = None) -> 
 def all_live(count: int) -> bool:
     """`count` agents answer, and each one running L2 hears every L2 member."""
     agents = query_all(DEFAULT_STATUS_DIR)
-    l2 = [agent["l2"] for agent in agents if agent.get("l2")]
+    l2 = [agent.l2 for agent in agents if agent.l2]
     return (
         len(agents) == count
-        and not any("error" in agent for agent in agents)
+        and not any(agent.error for agent in agents)
         and bool(l2)
-        and all(len(status["live"]) == len(status["members"]) for status in l2)
+        and all(len(status.live) == len(status.members) for status in l2)
     )
 
 

@@ -68,7 +68,7 @@ def test_dsr_without_an_uplink_is_a_problem_on_that_service_only() -> None:
     asyncio.run(runner.apply_snapshot(two_services("{herald.io/forwarding-mode: dsr}")))
     assert committed(runner) == ["default/web1-lb"]
     assert any("203.0.113.0" in script for script in nft.scripts)
-    (problem,) = runner.status()["problems"]
+    (problem,) = runner.status().problems
     assert "default/web2" in problem and "uplink interface" in problem
 
 
@@ -81,14 +81,14 @@ def test_a_service_changed_to_what_this_node_cannot_render_keeps_its_rules() -> 
     assert committed(runner) == ["default/web1-lb", "default/web2"]
     assert runner._datapath is not None
     assert runner._datapath.committed["default/web2"].forwarding_mode.value == "snat"
-    assert any("uplink" in p for p in runner.status()["problems"])
+    assert any("uplink" in p for p in runner.status().problems)
 
 
 def test_a_service_of_1500_backends_is_forwarded_beside_the_others() -> None:
     runner = agent(FakeNft())
     asyncio.run(runner.apply_snapshot(two_services(web2_backends=1500)))
     assert committed(runner) == ["default/web1-lb", "default/web2"]
-    assert runner.status()["problems"] == []
+    assert runner.status().problems == ()
 
 
 def test_a_peer_the_speaker_refuses_is_a_problem_on_that_peer_only() -> None:

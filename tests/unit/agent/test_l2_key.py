@@ -58,7 +58,7 @@ def test_agent_without_key_commits_its_datapath_and_reports_l2() -> None:
     assert ("nft", {VIP1}) in recorder.events
     assert runner._applied.served == {ipaddress.ip_address(VIP1)}
     status = runner.status()
-    assert NO_KEY in status["problems"] and status["l2"] is None
+    assert NO_KEY in status.problems and status.l2 is None
 
 
 def test_the_key_is_not_in_the_config_repr() -> None:

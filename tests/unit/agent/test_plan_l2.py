@@ -8,6 +8,7 @@ from pathlib import Path
 
 from herald.agent.l2 import servable_only
 from herald.agent.plan import plan_node
+from herald.agent.status import AgentStatus
 from herald.cli.l2 import owner_rows
 from herald.lab.topology import node_manifests, seed_topology
 
@@ -99,10 +100,10 @@ def test_owner_rows_trust_the_answering_node() -> None:
         },
         {"node": "w3", "error": "no answer"},
     ]
-    rows = owner_rows(agents)
-    assert [(r["vip"], r["owner"], r["interfaces"]) for r in rows] == [
-        ("192.0.2.200", "w2", ["eth0"]),
-        ("192.0.2.201", "w1", ["eth0"]),
+    rows = owner_rows(AgentStatus.model_validate(a) for a in agents)
+    assert [(r.vip, r.owner, r.interfaces) for r in rows] == [
+        ("192.0.2.200", "w2", ("eth0",)),
+        ("192.0.2.201", "w1", ("eth0",)),
     ]
 
 
@@ -116,8 +117,8 @@ def test_owner_rows_show_duplicates_and_unanswered() -> None:
         },
         {"node": "w2", "l2": {"owners": [_entry("192.0.2.200", "w2", True)]}},
     ]
-    rows = owner_rows(agents)
-    assert [(r["vip"], r["owner"]) for r in rows] == [
+    rows = owner_rows(AgentStatus.model_validate(a) for a in agents)
+    assert [(r.vip, r.owner) for r in rows] == [
         ("192.0.2.200", "w1"),
         ("192.0.2.200", "w2"),
         ("192.0.2.202", None),
