@@ -276,3 +276,47 @@ def test_bfd_takes_a_silent_nodes_next_hop_away_before_the_hold_time(lab_cleanup
     finally:
         cluster.unsilence("k8s-worker5")
     wait_for_hops(NODES, timeout=30)
+
+
+DUAL_STACK = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web1-ds}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  selector: {app: web1}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+VIP6 = "2001:db8:113::"
+NODES6 = {f"2001:db8:2::{n}" for n in ("10", "21", "22", "23", "24", "25")}
+
+
+def hops6() -> set[str]:
+    return set(
+        re.findall(r"via (\S+)", cluster.run_in("router", "ip", "-6", "route", "show", VIP6))
+    )
+
+
+def test_an_ipv6_vip_is_announced_by_every_node_and_answers(lab_cleanup: None) -> None:
+    """The BGP lab is dual-stack: an IPv6 VIP goes over each node's IPv4 session with the
+    node's IPv6 address as next hop, and a client on the IPv6 LAN reaches its pods."""
+    run_demo(SEED, "frr", lambda _: None)
+    pool = (SEED / "pool.yaml").read_text() + "    - cidr: 2001:db8:113::/120\n"
+    (DEFAULT_MANIFESTS / "pool.yaml").write_text(pool)
+    selected = "      advertisements:\n        matchLabels:\n          advertise: seed\n"
+    bgp = (SEED / "bgp.yaml").read_text()
+    bgp = bgp.replace(selected, f"{selected}    - afi: ipv6\n      safi: unicast\n{selected}", 1)
+    (DEFAULT_MANIFESTS / "bgp.yaml").write_text(bgp)
+    (DEFAULT_MANIFESTS / "web1-ds.yaml").write_text(DUAL_STACK)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and hops6() != NODES6:
+        time.sleep(0.2)
+    assert hops6() == NODES6
+    assert _statuses()["default/web1-ds"] == ["203.0.113.1", VIP6]
+    answer = cluster.run_in("client1", "curl", "-g", "-s", "-m", "3", f"http://[{VIP6}]/")
+    # Policy Cluster: the pod sees the address of the node that masqueraded, an IPv6 one.
+    assert re.search(r"pod=web1-\d node=\S+ client=2001:db8:(2|18):", answer), answer
+    # The IPv4 VIP of the seed is unchanged.
+    assert hops() == NODES and "pod=web1-" in curl()

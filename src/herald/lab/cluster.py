@@ -30,6 +30,7 @@ from herald.lab.topology import (
     Mode,
     RouterKind,
     Topology,
+    client_lan6,
     node_manifests,
     seed_topology,
     segment6,
@@ -145,14 +146,18 @@ def _build_network(network: Lab, topology: Topology) -> None:
     else:
         network.bridge("router", "lan0")
         network.address("router", "lan0", f"{CLIENT_GATEWAY}/24")
+        network.address("router", "lan0", f"{client_lan6(CLIENT_GATEWAY)}/64")
         for client, address in topology.clients.items():
             network.host(client)
             network.link("router", client, client, "eth0")
             network.ip("router", "link", "set", client, "master", "lan0")
             network.address(client, "eth0", f"{address}/24")
             network.route(client, "default", "via", CLIENT_GATEWAY)
+            network.address(client, "eth0", f"{client_lan6(address)}/64")
+            network.route(client, "default", "via", client_lan6(CLIENT_GATEWAY))
         # Spread flows over the next hops by their ports too, not only by addresses.
         network.sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")
+        network.sysctl("router", "net.ipv6.fib_multipath_hash_policy", "1")
     _attach(network, topology, "router", ROUTER_ADDRESS)
     for node in topology.nodes:
         network.host(node.name, forwarding=True)
@@ -162,6 +167,7 @@ def _build_network(network: Lab, topology: Topology) -> None:
         network.route(node.name, "default", "via", ROUTER_ADDRESS)
         if topology.dual_stack:
             network.address(node.name, "cni0", f"{node.pod_gateway6}/64")
+            network.route(node.name, "default", "via", segment6(ROUTER_ADDRESS))
         for other in topology.nodes:
             if other is not node:
                 network.route(node.name, other.pod_cidr, "via", other.address)
@@ -195,7 +201,7 @@ def _start_router(network: Lab, topology: Topology, state: dict[str, Any]) -> No
         neighbors=tuple(
             # BFD offered to every node: a node whose BGPPeerConfig names no BFDProfile just
             # never answers, and its session is unaffected.
-            Neighbor(node.address, LOCAL_ASN, passive=True, ipv6=False, bfd_interval=BFD_MS)
+            Neighbor(node.address, LOCAL_ASN, passive=True, ipv6=True, bfd_interval=BFD_MS)
             for node in topology.nodes
         ),
         hold_time=9,

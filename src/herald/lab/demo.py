@@ -47,8 +47,10 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
     step(echo, "herald get svc")
     echo(run(cluster.herald_argv("get", "svc")).stdout.rstrip())
     if router == "frr":
-        step(echo, "router: vtysh -c 'show bgp summary'")
-        summary = cluster.run_in("router", "vtysh", "-N", "hl-router", "-c", "show bgp summary")
+        step(echo, "router: vtysh -c 'show bgp ipv4 summary'")
+        summary = cluster.run_in(
+            "router", "vtysh", "-N", "hl-router", "-c", "show bgp ipv4 summary"
+        )
         echo(_summary_table(summary))
     else:
         step(echo, "router: birdc show protocols")

@@ -13,10 +13,13 @@ who has it, and the router runs no BGP.
 Each node has a pod bridge cni0 with 198.18.N.1/24 (master N=0, workerK N=K) and routes to
 every other node's pod CIDR through that node: a minimal CNI.
 
-The L2 lab is dual-stack, so that an IPv6 VIP (announced by NDP) has backends: every host
-on the segment also has 2001:db8:2::X/64 with X the last byte of its IPv4 address (router
-::1, nodes ::10 and ::21-25, clients ::100 and ::101, the pool's IPv6 range ::200-220),
-and each node's pods 2001:db8:18:N::/64 besides 198.18.N.0/24. The BGP lab stays IPv4-only.
+Both labs are dual-stack, so that an IPv6 VIP has backends and clients: every host on the
+node segment also has 2001:db8:2::X/64 with X the last byte of its IPv4 address (router
+::1, nodes ::10 and ::21-25; in L2 mode clients ::100 and ::101 and the pool's IPv6 range
+::200-220), each node's pods 2001:db8:18:N::/64 besides 198.18.N.0/24, and each Node
+object lists both InternalIPs. In BGP mode the client LAN is 2001:db8:100::/64 too
+(router ::1, clients ::10 and ::11) and the router's sessions carry IPv6 unicast as well:
+a node announces IPv6 VIPs over its IPv4 session with its own IPv6 address as next hop.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ L2_CLIENTS = {"client1": "192.0.2.100", "client2": "192.0.2.101"}
 POOL = "203.0.113.0/24"
 SEGMENT6 = "2001:db8:2::"
 SEGMENT6_PREFIX = 64
+CLIENT_LAN6 = "2001:db8:100::"
+
+
+def client_lan6(address: str) -> str:
+    """A BGP lab client's (or the router's LAN) IPv6 address from its IPv4 one, the same
+    way as `segment6`: 198.51.100.10 -> 2001:db8:100::10."""
+    return CLIENT_LAN6 + address.rsplit(".", 1)[1]
 
 
 def segment6(address: str) -> str:
@@ -88,9 +98,7 @@ class Topology:
 
     @property
     def dual_stack(self) -> bool:
-        # Only the L2 lab needs IPv6 (a VIP announced by NDP); the BGP lab's router and
-        # sessions are IPv4-only.
-        return self.mode == "l2"
+        return True
 
     @property
     def workers(self) -> tuple[LabNode, ...]:
@@ -142,4 +150,6 @@ def node_manifests(topology: Topology) -> str:
             f"spec:\n  podCIDR: {node.pod_cidr}\n"
             f"status:\n  addresses:\n    - type: InternalIP\n      address: {node.address}\n"
         )
+        if topology.dual_stack:
+            documents[-1] += f"    - type: InternalIP\n      address: {node.address6}\n"
     return "---\n".join(documents)
