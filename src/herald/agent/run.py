@@ -113,10 +113,11 @@ class Agent:
             errors += await self._l2.apply(plan.l2, self._applied.served & still)
         errors += await self._apply_datapath(snapshot, plan)
         # What the kernel now holds, service by service: a service whose rules were
-        # refused keeps its previous ones, and only what is held is announced.
+        # refused keeps its previous ones, and only VIPs whose held rules forward somewhere
+        # are announced (BGP) or answered for (L2).
         committed = self._datapath.committed.values() if self._datapath else ()
         self._applied.served = _served(committed, self.config.node)
-        errors += await self._apply_peers(plan, frozenset(v for s in committed for v in s.vips))
+        errors += await self._apply_peers(plan, self._applied.served)
         errors += await self._l2.apply(plan.l2, self._applied.served)
         elapsed = (time.perf_counter() - start) * 1000
         self._applied.plan = plan
@@ -272,8 +273,9 @@ def _served(services: Iterable[DataplaneService], node: str) -> frozenset[IPAddr
 
 
 def _routes(peer: PeerPlan, forwarded: frozenset[IPAddress]) -> Mapping[Network, RouteAttributes]:
-    """The peer's routes but the service addresses whose rules this node does not hold
-    (refused or not renderable here): never announce what you cannot forward."""
+    """The peer's routes but the service addresses whose rules, as the kernel holds them,
+    forward nowhere (refused or not renderable here, so the previous rules stay, or no
+    usable backend): never announce what you cannot forward."""
     return {
         prefix: attributes
         for prefix, attributes in peer.routes

@@ -46,9 +46,9 @@ def two_services(annotations: str = "{}", web2_backends: int = 1) -> ClusterStat
     files = {k: v for k, v in seed_files().items() if not k.endswith("bgp.yaml")}
     files["web2.yaml"] = WEB2.replace("ANNOTATIONS", annotations)
     pods = [(f"198.18.{1 + i // 250}.{10 + i % 240}", NODE, True) for i in range(web2_backends)]
-    files["eps.yaml"] = (
-        endpoints("web1-lb", [("198.18.1.9", NODE, True)]) + "---\n" + endpoints("web2", pods)
-    )
+    files["eps.yaml"] = endpoints("web1-lb", [("198.18.1.9", NODE, True)])
+    if pods:
+        files["eps.yaml"] += "---\n" + endpoints("web2", pods)
     return state(files, {**SEED_STATUS, "default/web2": "203.0.113.2"})
 
 
@@ -82,6 +82,17 @@ def test_a_service_changed_to_what_this_node_cannot_render_keeps_its_rules() -> 
     assert runner._datapath is not None
     assert runner._datapath.committed["default/web2"].forwarding_mode.value == "snat"
     assert any("uplink" in p for p in runner.status().problems)
+
+
+def test_rules_kept_because_the_new_ones_cannot_be_rendered_are_not_announced() -> None:
+    """web2's first rules (no endpoint yet) reject; when its endpoints come, DSR cannot be
+    rendered and the rejecting rules stay: its VIP must not be announced on their strength."""
+    runner = agent(FakeNft())
+    dsr = "{herald.io/forwarding-mode: dsr}"
+    asyncio.run(runner.apply_snapshot(two_services(dsr, web2_backends=0)))
+    asyncio.run(runner.apply_snapshot(two_services(dsr)))
+    assert committed(runner) == ["default/web1-lb", "default/web2"]
+    assert runner._applied.served == {ipaddress.ip_address("203.0.113.0")}
 
 
 def test_a_service_of_1500_backends_is_forwarded_beside_the_others() -> None:
