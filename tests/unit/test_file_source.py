@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from herald.api.manifests import SizeLimits
 from herald.api.snapshot import ClusterState
 from herald.controller.run import run_controller
-from herald.sources.files import FileSource
+from herald.sources.files import FileSource, write_atomically
 
 POOL = """apiVersion: herald.io/v1alpha1
 kind: LoadBalancerIPPool
@@ -134,3 +141,146 @@ def test_standby_controller_takes_over(tmp_path: Path) -> None:
         standby.cancel()
 
     run(scenario)
+
+
+# -- robustness: a large directory, invalid files, private files ------------------------------
+
+
+def services_yaml(first: int, count: int) -> str:
+    return "---\n".join(
+        f"apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, labels: {{app: a{i}}}}}\n"
+        f"spec:\n  type: LoadBalancer\n  selector: {{app: a{i}}}\n  ports:\n"
+        "  - {name: http, port: 80, targetPort: 8080, protocol: TCP}\n"
+        "  - {name: https, port: 443, targetPort: 8443, protocol: TCP}\n"
+        for i in range(first, first + count)
+    )
+
+
+def test_parsing_a_large_directory_leaves_the_event_loop_ticking(tmp_path: Path) -> None:
+    # Four files of ~0.75 MiB: seconds of parsing, which an agent's loop (BGP keepalives
+    # and hold timers) must not wait for.
+    for index in range(4):
+        (tmp_path / f"services-{index}.yaml").write_text(services_yaml(index * 2500, 2500))
+    limits = SizeLimits(file_bytes=2**20, total_bytes=4 * 2**20)
+    source = FileSource(tmp_path, limits=limits)
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        before = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - before)
+            before = now
+
+    async def scenario() -> None:
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        stream = source.snapshots()
+        snapshot = await anext(stream)
+        elapsed = time.monotonic() - start
+        await stream.aclose()
+        await asyncio.sleep(0.05)  # the ticker's next tick measures the gap it is in
+        ticking.cancel()
+        assert len(snapshot.services) == 10_000
+        # Relative to the parse as well, so that a fast machine cannot pass it by parsing
+        # in less than the bound.
+        assert max(gaps) < min(0.5, elapsed / 3), (max(gaps), elapsed)
+
+    run(scenario)
+
+
+def test_an_invalid_link_or_a_file_too_large_keeps_the_last_good_snapshot(
+    tmp_path: Path,
+) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "pool.yaml").write_text(POOL)
+    (tmp_path / "outside.yaml").write_text(service_yaml("outside"))
+    source = FileSource(manifests, limits=SizeLimits(file_bytes=1000, total_bytes=10_000))
+
+    async def scenario() -> None:
+        stream = source.snapshots()
+        first = await anext(stream)
+        waiting = asyncio.ensure_future(anext(stream))
+        (manifests / "link.yaml").symlink_to(tmp_path / "outside.yaml")
+        (manifests / "big.yaml").write_text(service_yaml("big") + "#\n" * 1000)
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        (manifests / "link.yaml").unlink()
+        (manifests / "big.yaml").write_text(service_yaml("big"))
+        snapshot = await asyncio.wait_for(waiting, timeout=5)
+        assert [p.metadata.name for p in first.pools] == ["pool"]
+        assert [s.key for s in snapshot.services] == ["default/big"]
+        await stream.aclose()
+
+    run(scenario)
+
+
+def test_write_atomically_never_lets_others_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    replace = os.replace
+
+    def checked_replace(source: Any, target: Any) -> None:
+        # The moment before the file appears under its name: it must be private already
+        # (and was since its creation: nothing widens it in between).
+        modes.append(stat.S_IMODE(os.stat(source).st_mode))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", checked_replace)
+    previous = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "state.json", "{}")
+        write_atomically(tmp_path / "public.yaml", "a: 1", mode=0o644)
+    finally:
+        os.umask(previous)
+    assert modes == [0o600, 0o644]
+    assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "public.yaml").stat().st_mode) == 0o644
+    assert (tmp_path / "state.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public.yaml", "state.json"]
+
+
+def test_the_controller_keeps_its_files_private_and_the_last_good_manifests(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pool.yaml").write_text(POOL)
+    (tmp_path / "web.yaml").write_text(service_yaml("web"))
+    source = FileSource(tmp_path)
+    previous = os.umask(0o022)
+
+    async def scenario() -> None:
+        controller = asyncio.ensure_future(run_controller(source, "only"))
+        await wait_for(lambda: external_ips(source).get("default/web") == ("203.0.113.0",))
+        await wait_for(source.last_good_path.exists)
+        ported = service_yaml("web").replace(
+            "LoadBalancer}", "LoadBalancer, ports: [{port: 8080}]}"
+        )
+        (tmp_path / "web.yaml").write_text(ported)
+        await wait_for(lambda: "8080" in source.last_good_path.read_text())
+        # An invalid file: nothing is saved, the last good manifests stay.
+        (tmp_path / "bad.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {}\n")
+        (tmp_path / "db.yaml").write_text(service_yaml("db"))
+        await asyncio.sleep(0.3)
+        controller.cancel()
+
+    try:
+        run(scenario)
+    finally:
+        os.umask(previous)
+    for name in ("state.json", "last-good.json", "controller.lock"):
+        mode = stat.S_IMODE((tmp_path / ".herald" / name).stat().st_mode)
+        assert mode == 0o600, (name, oct(mode))
+    last_good = source.read_last_good()
+    assert last_good is not None
+    assert [s.key for s in last_good.state.services] == ["default/web"]
+    assert [p.port for p in last_good.state.services[0].spec.ports] == [8080]
+    assert [p.metadata.name for p in last_good.state.pools] == ["pool"]
+    assert sorted(p.name for p in (tmp_path / ".herald").iterdir()) == [
+        "controller.lock",
+        "last-good.json",
+        "state.json",
+    ]

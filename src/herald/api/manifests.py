@@ -3,11 +3,18 @@
 `parse_manifests` is pure (file names and texts in); `load_directory` is the thin shell that
 reads a directory. Nothing partial is ever returned: one problem anywhere raises
 ManifestError listing all of them.
+
+The directory is trusted to name files, not to reach beyond itself: herald runs as root, so
+a link to /etc/shadow must not become a file it parses (and quotes in its errors). Sizes are
+checked before anything is read: every agent parses the directory, and an unbounded file
+costs each of them seconds of CPU and hundreds of MB (docs/configuration.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -30,6 +37,8 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # which matters because every watcher re-reads the directory on each change.
 YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+MiB = 2**20
+
 _FIELD_OF_KIND = {
     "Service": "services",
     "EndpointSlice": "endpoint_slices",
@@ -45,6 +54,22 @@ _FIELD_OF_KIND = {
 
 
 @dataclass(frozen=True)
+class SizeLimits:
+    """How much of a manifests directory herald reads: per file and for all files together.
+
+    Every agent parses the whole directory and holds what it parsed: a MiB of YAML costs
+    about a second of CPU, 15 MiB of memory and, through the garbage collector, up to 50 ms
+    of stalled event loop even when parsed in a thread (docs/configuration.md has the
+    figures behind these defaults)."""
+
+    file_bytes: int = 4 * MiB
+    total_bytes: int = 8 * MiB
+
+
+DEFAULT_LIMITS = SizeLimits()
+
+
+@dataclass(frozen=True)
 class ParsedFile:
     """One file's objects (with their document location and list prefix), its problems,
     and the kinds it holds that herald does not read."""
@@ -55,9 +80,16 @@ class ParsedFile:
 
 
 def load_directory(
-    directory: str | Path, cache: dict[Path, tuple[bytes, ParsedFile]] | None = None
+    directory: str | Path,
+    cache: dict[Path, tuple[bytes, ParsedFile]] | None = None,
+    limits: SizeLimits = DEFAULT_LIMITS,
 ) -> ClusterState:
     """Read every manifest file below `directory` (recursively, hidden entries skipped).
+
+    Links are followed while they stay inside `directory` (a file reached twice is read
+    once); one that leads outside is a problem and is never opened. A file larger than
+    `limits.file_bytes`, or files larger than `limits.total_bytes` together, are problems
+    found by stat() before anything is read.
 
     With `cache` (path -> (digest of the text, ParsedFile)), a file whose text is unchanged
     is not parsed again: a watcher re-reading a large directory on every change then pays
@@ -66,25 +98,170 @@ def load_directory(
     root = Path(directory)
     if not root.is_dir():
         raise ManifestError([Problem(Location(str(root), 0), "(directory)", "not a directory")])
+    files, problems = manifest_files(root)
+    sizes: dict[Path, int] = {}
+    for path, real in files:
+        try:
+            size = os.stat(real).st_size
+        except FileNotFoundError:
+            continue  # deleted since the listing: its deletion is the next change
+        except OSError as err:
+            problems.append(_unreadable(path, err))
+            continue
+        if size > limits.file_bytes:
+            problems.append(_too_large(path, size, limits.file_bytes))
+        else:
+            sizes[path] = size
+    total = sum(sizes.values())
+    if total > limits.total_bytes:
+        problems.append(
+            Problem(
+                Location(str(root), 0),
+                "(directory)",
+                f"its manifest files hold {total} bytes together, over the limit of "
+                f"{limits.total_bytes} bytes; nothing was read. Remove files herald does not "
+                "need (objects of kinds it ignores count too) or move them out of the directory",
+            )
+        )
+        sizes.clear()
+    top = Path(os.path.realpath(root))
     parsed: dict[str, ParsedFile] = {}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
+    for path, real in files:
+        if path not in sizes:
             continue
-        if not (path.suffix in MANIFEST_SUFFIXES and path.is_file()):
+        try:
+            data = _read_inside(real, top, limits.file_bytes)
+        except FileNotFoundError:
             continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        except _Refused as refused:
+            problems.append(Problem(Location(str(path), 0), "(file)", str(refused)))
+            continue
+        except OSError as err:
+            problems.append(_unreadable(path, err))
+            continue
+        digest = hashlib.blake2b(data, digest_size=16).digest()
         cached = cache.get(path) if cache is not None else None
         if cached is None or cached[0] != digest:
-            cached = (digest, parse_file(str(path), text))
+            cached = (digest, parse_file(str(path), data.decode("utf-8", errors="replace")))
             if cache is not None:
                 cache[path] = cached
         parsed[str(path)] = cached[1]
     if cache is not None:
         for gone in [p for p in cache if str(p) not in parsed]:
             del cache[gone]
+    if problems:
+        # Some files were not read: what the others refer to may be in them, so only the
+        # files' own problems are worth reporting beside these.
+        raise ManifestError(problems + [p for f in parsed.values() for p in f.problems])
     return combine(parsed)
+
+
+def manifest_files(root: Path) -> tuple[list[tuple[Path, Path]], list[Problem]]:
+    """The manifest files below `root` as (path as listed, real path), in listing order, and
+    a problem for every link that leads outside `root`. Hidden entries are skipped by their
+    own name, so a visible link into a hidden directory is read (the way a Kubernetes
+    ConfigMap volume lays out its files). Every real file and directory is taken once, which
+    also ends link loops."""
+    top = Path(os.path.realpath(root))
+    files: list[tuple[Path, Path]] = []
+    problems: list[Problem] = []
+    seen: set[Path] = set()
+
+    def walk(directory: Path, real_directory: Path) -> None:
+        if real_directory in seen:
+            return
+        seen.add(real_directory)
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as err:
+            problems.append(_unreadable(directory, err, what="(directory)"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = directory / entry.name
+            manifest = path.suffix in MANIFEST_SUFFIXES
+            if entry.is_symlink():
+                real = Path(os.path.realpath(path))
+                if not real.is_relative_to(top):
+                    if manifest or real.is_dir():
+                        problems.append(_outside(path, real, root))
+                    continue
+                if real.is_dir():
+                    walk(path, real)
+                    continue
+            else:
+                real = real_directory / entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    walk(path, real)
+                    continue
+            if manifest and real not in seen and real.is_file():
+                seen.add(real)
+                files.append((path, real))
+
+    walk(root, top)
+    return files, problems
+
+
+class _Refused(Exception):
+    """A file that must not be read; the message says why and what to do."""
+
+
+def _read_inside(real: Path, top: Path, limit: int) -> bytes:
+    """The bytes of `real`, a regular file inside `top`, reading at most `limit` of them.
+
+    `real` was resolved and checked already; what is opened is checked again, as a link
+    swapped in between the check and the open must not be followed out of `top`."""
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        try:
+            opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            opened = real  # no /proc: the resolved path and O_NOFOLLOW have to do
+        if not opened.is_relative_to(top):
+            raise _Refused(f"changed into a link to {opened} outside {top} while being read")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused("is not a regular file; not read")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(MiB, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(_too_large_message(f"more than {limit} bytes (it grew)", limit))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _outside(path: Path, real: Path, root: Path) -> Problem:
+    return Problem(
+        Location(str(path), 0),
+        "(file)",
+        f"symlink to {real} leads outside the manifests directory {root}; not read. "
+        "Copy what it points to into the directory, or link to a file inside it",
+    )
+
+
+def _too_large(path: Path, size: int, limit: int) -> Problem:
+    return Problem(Location(str(path), 0), "(file)", _too_large_message(f"{size} bytes", limit))
+
+
+def _too_large_message(size: str, limit: int) -> str:
+    return (
+        f"holds {size}, over the limit of {limit} bytes for one manifest file; not read. "
+        "Split it into smaller files"
+    )
+
+
+def _unreadable(path: Path, err: OSError, what: str = "(file)") -> Problem:
+    return Problem(
+        Location(str(path), 0),
+        what,
+        f"cannot be read: {err.strerror or err}; give herald's user read access or remove it",
+    )
 
 
 def parse_manifests(files: Mapping[str, str]) -> ClusterState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -11,9 +12,14 @@ import click
 
 from herald.api.core import Service
 from herald.api.problems import ManifestError
+from herald.api.snapshot import ClusterState
 from herald.cli.output import output_option, print_json, print_table
 from herald.cli.source_option import manifests_option
-from herald.sources.files import FileSource
+from herald.sources.files import FileSource, merge_status
+
+# Problems listed in the warning of a listing shown from the last good state; `herald
+# validate` lists them all.
+SHOWN_PROBLEMS = 10
 
 
 @click.group()
@@ -27,11 +33,7 @@ def get() -> None:
 @output_option
 def services(manifests: Path, namespace: str | None, output: str) -> None:
     """Services: NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE."""
-    try:
-        state = FileSource(manifests).load()
-    except ManifestError as err:
-        click.echo(str(err), err=True)
-        sys.exit(1)
+    state = listed_state(manifests)
     selected = [
         svc for svc in state.services if namespace is None or svc.metadata.namespace == namespace
     ]
@@ -50,6 +52,47 @@ def services(manifests: Path, namespace: str | None, output: str) -> None:
         ("NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"),
         [_row(svc) for svc in selected],
     )
+
+
+def listed_state(manifests: Path, with_status: bool = True) -> ClusterState:
+    """What a listing shows: the manifests (with the controller's status unless `with_status` is
+    false). While they are invalid herald keeps serving its last good snapshot, so that is
+    shown, with a warning on stderr naming every problem; the exit status stays 0, as data
+    was shown. Exits 1 only when there is nothing to show."""
+    source = FileSource(manifests)
+    if with_status and source.state.exists() and not os.access(source.state, os.R_OK):
+        click.echo(
+            f"warning: {source.state} is not readable by this user, so addresses show as "
+            "<pending>; run as the controller's user (its files are private)",
+            err=True,
+        )
+    try:
+        return source.load() if with_status else source.load_manifests()
+    except ManifestError as err:
+        last_good = source.read_last_good()
+        if last_good is None:
+            click.echo(str(err), err=True)
+            click.echo(
+                f"nothing to show: no last good state in {source.last_good_path} (the "
+                "controller saves one while the manifests are valid)",
+                err=True,
+            )
+            sys.exit(1)
+        saved = datetime.fromtimestamp(last_good.saved, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        count = len(err.problems)
+        click.echo(
+            f"warning: {count} problem{'s' if count != 1 else ''} in {manifests}: showing the "
+            f"last good state, saved {saved}, which herald keeps serving until they are fixed",
+            err=True,
+        )
+        for problem in err.problems[:SHOWN_PROBLEMS]:
+            click.echo(f"  {problem}", err=True)
+        if count > SHOWN_PROBLEMS:
+            click.echo(f"  ... and {count - SHOWN_PROBLEMS} more", err=True)
+        click.echo(f"  (`herald validate {manifests}` checks a fix)", err=True)
+        if not with_status:
+            return last_good.state
+        return merge_status(last_good.state, source.read_state())
 
 
 def _row(svc: Service) -> tuple[str, ...]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from herald.api.manifests import load_directory
-from herald.api.problems import ManifestError
+from herald.cli.get import listed_state
 from herald.cli.output import output_option, print_json, print_table
 from herald.ipam import allocate, requests_from_services
 
@@ -17,12 +15,9 @@ from herald.ipam import allocate, requests_from_services
 @click.argument("directory", type=click.Path(path_type=Path))
 @output_option
 def ipam(directory: Path, output: str) -> None:
-    """Run LB-IPAM over the manifests in DIRECTORY and list allocations and pools."""
-    try:
-        state = load_directory(directory)
-    except ManifestError as err:
-        click.echo(str(err), err=True)
-        sys.exit(1)
+    """Run LB-IPAM over the manifests in DIRECTORY and list allocations and pools (from the
+    last good manifests, with a warning, while some are invalid)."""
+    state = listed_state(directory, with_status=False)
     allocations, usage = allocate(state.pools, requests_from_services(state.services))
     if output == "json":
         print_json(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
-from herald.api.core import Service
+from herald.api.core import Service, ServiceStatus
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
 from herald.controller.reconcile import IPAMReconciler, statuses
 from herald.sources.base import Source
@@ -18,7 +20,15 @@ def rfc3339(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
 
-async def run_controller(source: Source, identity: str) -> None:
+# A status write that fails (a full disk, a read-only remount) is tried again after this long,
+# doubling up to RETRY_MAX_SECONDS.
+RETRY_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+
+
+async def run_controller(
+    source: Source, identity: str, retry_seconds: float = RETRY_SECONDS
+) -> None:
     async with source.leadership(identity):
         reconciler = IPAMReconciler()
         written: tuple[object, dict[str, PoolStatus], object] = ({}, {}, {})
@@ -33,7 +43,7 @@ async def run_controller(source: Source, identity: str) -> None:
             }
             if (services, pools, first_seen) == written:
                 continue
-            await source.write_status(services, pools, first_seen)
+            await _write_until_done(source, services, pools, first_seen, retry_seconds)
             written = (services, pools, first_seen)
             satisfied = sum(1 for a in allocations.values() if a.satisfied)
             log.info(
@@ -43,3 +53,29 @@ async def run_controller(source: Source, identity: str) -> None:
                 len(pools),
                 (time.perf_counter() - start) * 1000,
             )
+
+
+async def _write_until_done(
+    source: Source,
+    services: Mapping[str, ServiceStatus],
+    pools: Mapping[str, PoolStatus],
+    first_seen: Mapping[str, str],
+    retry_seconds: float,
+) -> None:
+    """Writes the status, retrying while the write fails: what is held stays held (agents
+    keep serving the last status written), and the controller lives to write once it can.
+    Newer snapshots wait meanwhile; the source coalesces them into the latest."""
+    delay = retry_seconds
+    while True:
+        try:
+            await source.write_status(services, pools, first_seen)
+            return
+        except OSError as err:
+            log.error(
+                "event=status_unwritten error=%r retry_in_s=%.1f "
+                "hint='free space or make the state file writable; nothing is lost meanwhile'",
+                str(err),
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_SECONDS)

@@ -6,23 +6,38 @@ in the hidden directory `.herald/` of the manifests directory (the loader skips 
 entries), so one watch covers both. Writes are atomic (write, fsync, rename) and leadership
 is an exclusive lock on a file there: the lock dies with its holder, so a standby takes over
 as soon as the active one exits.
+
+While the manifests are invalid every process keeps its last good snapshot. The leader also
+keeps the Services and pools of that snapshot in `.herald/last-good.json`, so the listings
+(`herald get svc`, `herald ipam`) can show what is still served rather than only the error.
+Everything herald writes there is created 0600: status and snapshots may carry secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import json
 import logging
 import os
+import tempfile
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from herald.api.core import Service, ServiceStatus
-from herald.api.manifests import ParsedFile, load_directory
+from herald.api.manifests import (
+    DEFAULT_LIMITS,
+    ParsedFile,
+    SizeLimits,
+    combine,
+    load_directory,
+    parse_file,
+)
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
@@ -33,23 +48,51 @@ log = logging.getLogger(__name__)
 # Bursts of file events are coalesced for at most this long (issue: <= 10 ms).
 COALESCE_MS = 10
 
+# What herald writes beside the manifests is for herald (and root) alone.
+PRIVATE = 0o600
+
 
 def state_path_for(manifests: Path) -> Path:
     return manifests / ".herald" / "state.json"
 
 
+@dataclasses.dataclass(frozen=True)
+class LastGood:
+    """The Services and pools of the last valid manifests, as the leader saved them (without
+    the state file's status), and when (Unix time)."""
+
+    state: ClusterState
+    saved: float
+
+
 class FileSource:
-    def __init__(self, manifests: str | Path, state: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        manifests: str | Path,
+        state: str | Path | None = None,
+        limits: SizeLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.manifests = Path(manifests)
         self.state = Path(state) if state is not None else state_path_for(self.manifests)
+        self.last_good_path = self.state.with_name("last-good.json")
+        self.limits = limits
         # Parsed files by path: a change re-parses only what changed.
         self._parsed: dict[Path, tuple[bytes, ParsedFile]] = {}
+        # Loads run in worker threads; one at a time, as they share that cache.
+        self._loading = threading.Lock()
+        self._leading = False
+        self._last_good: tuple[object, ...] | None = None
 
     # -- reading -----------------------------------------------------------------------------
 
     def load(self) -> ClusterState:
         """One snapshot: the manifests, with status from the state file where it has one."""
-        return merge_status(load_directory(self.manifests, self._parsed), self.read_state())
+        return merge_status(self.load_manifests(), self.read_state())
+
+    def load_manifests(self) -> ClusterState:
+        """The manifests alone (ManifestError if they are invalid)."""
+        with self._loading:
+            return load_directory(self.manifests, self._parsed, self.limits)
 
     def read_state(self) -> dict[str, Any]:
         try:
@@ -61,11 +104,27 @@ class FileSource:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def read_last_good(self) -> LastGood | None:
+        """What the leader saved from the last valid manifests; None if it saved nothing
+        (or what it saved cannot be read, which is logged)."""
+        path = self.last_good_path
+        try:
+            saved = path.stat().st_mtime
+            text = path.read_text(encoding="utf-8")
+            return LastGood(combine({str(path): parse_file(str(path), text)}), saved)
+        except FileNotFoundError:
+            return None
+        except (OSError, ManifestError) as err:
+            log.warning("event=last_good_unreadable path=%s error=%r", path, str(err))
+            return None
+
     async def snapshots(self) -> AsyncIterator[ClusterState]:
         self.state.parent.mkdir(parents=True, exist_ok=True)
         last: ClusterState | None = None
         async for _ in wakeups((self.manifests, self.state.parent), self._relevant, COALESCE_MS):
-            snapshot = self._try_load(last)
+            # Reading and parsing a large directory takes seconds: off the event loop, whose
+            # timers (BGP keepalives and hold timers in an agent) must keep running.
+            snapshot = await asyncio.to_thread(self._try_load, last)
             if snapshot is not None and snapshot is not last:
                 last = snapshot
                 yield snapshot
@@ -81,21 +140,48 @@ class FileSource:
 
     def _try_load(self, last: ClusterState | None) -> ClusterState | None:
         try:
-            return self.load()
+            manifests = self.load_manifests()
         except ManifestError as err:
             log.error(
-                "event=manifests_invalid problems=%d first=%r keeping=last_good_snapshot",
+                "event=manifests_invalid problems=%d files=%s first=%r keeping=last_good_snapshot",
                 len(err.problems),
+                ",".join(sorted({p.location.file for p in err.problems})),
                 str(err.problems[0]),
             )
             return last
         except OSError as err:
             log.error("event=manifests_unreadable error=%r keeping=last_good_snapshot", str(err))
             return last
+        if self._leading:
+            self._keep_last_good(manifests)
+        return merge_status(manifests, self.read_state())
+
+    def _keep_last_good(self, manifests: ClusterState) -> None:
+        # The loader hands back the same objects for unchanged files, and tuples compare
+        # items by identity first: this costs nothing when only the state file changed.
+        kept = (*manifests.services, *manifests.pools)
+        if kept == self._last_good:
+            return
+        items = [obj.model_dump(mode="json", by_alias=True, exclude_none=True) for obj in kept]
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1)
+        try:
+            write_atomically(self.last_good_path, text)
+        except OSError as err:
+            log.error("event=last_good_unwritten path=%s error=%r", self.last_good_path, str(err))
+            return
+        self._last_good = kept
 
     # -- writing -----------------------------------------------------------------------------
 
     async def write_status(
+        self,
+        services: Mapping[str, ServiceStatus],
+        pools: Mapping[str, PoolStatus],
+        first_seen: Mapping[str, str],
+    ) -> None:
+        await asyncio.to_thread(self._write_status, services, pools, first_seen)
+
+    def _write_status(
         self,
         services: Mapping[str, ServiceStatus],
         pools: Mapping[str, PoolStatus],
@@ -111,13 +197,16 @@ class FileSource:
             name: status.model_dump(mode="json", by_alias=True, exclude_none=True)
             for name, status in sorted(pools.items())
         }
-        await asyncio.to_thread(write_atomically, self.state, json.dumps(state, indent=1))
+        write_atomically(self.state, json.dumps(state, indent=1))
 
     @asynccontextmanager
     async def leadership(self, identity: str) -> AsyncIterator[None]:
         lock_path = self.state.with_name("controller.lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole leadership
+        # Held for the whole leadership; created private like everything else here.
+        handle = open(lock_path, "a+", opener=_private)  # noqa: SIM115
+        with contextlib.suppress(OSError):  # made by an older herald, or another user's
+            os.fchmod(handle.fileno(), PRIVATE)
         try:
             announced = False
             while True:
@@ -134,8 +223,10 @@ class FileSource:
             handle.write(f"{identity} {os.getpid()}\n")
             handle.flush()
             log.info("event=leader identity=%s", identity)
+            self._leading, self._last_good = True, None
             yield
         finally:
+            self._leading = False
             handle.close()
 
 
@@ -173,11 +264,32 @@ def _with_first_seen(obj: ObjectT, first_seen: Mapping[str, Any]) -> ObjectT:
     return obj.model_copy(update={"metadata": meta})
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int = PRIVATE) -> None:
+    """Replaces `path` by a file holding `text`: readers see the old file or the new one,
+    never a part. The new file has `mode` from its creation on, whatever the umask: there
+    is no moment at which others may read it (0600 unless asked otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    # mkstemp creates the file 0600 (and never follows a link planted at its name); hidden,
+    # so no watcher of the directory takes it for a manifest.
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    # The rename itself survives a crash only once the directory is on disk too.
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_CLOEXEC, PRIVATE)
