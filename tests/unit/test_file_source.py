@@ -62,8 +62,11 @@ def test_snapshots_follow_changes_and_skip_invalid_input(tmp_path: Path) -> None
         assert [p.metadata.name for p in seen[0].pools] == ["pool"]
         (tmp_path / "bad.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {}\n")
         (tmp_path / "svc.yaml").write_text(service_yaml("web"))
-        # The invalid file makes the whole directory invalid: nothing new is yielded until
-        # it is fixed, and then the snapshot holds both files.
+        # The invalid file makes the whole directory invalid: the last good snapshot comes
+        # again with the problem, nothing newer until it is fixed, and then the snapshot
+        # holds both files.
+        kept = await asyncio.wait_for(anext(stream), timeout=5)
+        assert kept.services == () and any("bad.yaml" in p for p in kept.problems)
         waiting = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.3)
         assert not waiting.done()
@@ -203,16 +206,23 @@ def test_an_invalid_link_or_a_file_too_large_keeps_the_last_good_snapshot(
     async def scenario() -> None:
         stream = source.snapshots()
         first = await anext(stream)
-        waiting = asyncio.ensure_future(anext(stream))
+        assert first.problems == ()
         (manifests / "link.yaml").symlink_to(tmp_path / "outside.yaml")
         (manifests / "big.yaml").write_text(service_yaml("big") + "#\n" * 1000)
+        # The last good snapshot again, now saying why it is kept (every process shows it).
+        kept = await asyncio.wait_for(anext(stream), timeout=5)
+        assert kept.services == first.services and kept.pools == first.pools
+        assert any("link.yaml" in p and "outside" in p for p in kept.problems), kept.problems
+        assert any("big.yaml" in p for p in kept.problems), kept.problems
+        waiting = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.3)
-        assert not waiting.done()
+        assert not waiting.done(), "the same problems are not yielded again"
         (manifests / "link.yaml").unlink()
         (manifests / "big.yaml").write_text(service_yaml("big"))
         snapshot = await asyncio.wait_for(waiting, timeout=5)
         assert [p.metadata.name for p in first.pools] == ["pool"]
         assert [s.key for s in snapshot.services] == ["default/big"]
+        assert snapshot.problems == ()
         await stream.aclose()
 
     run(scenario)

@@ -57,6 +57,8 @@ class _Applied:
     errors: list[str] = field(default_factory=list)
     # A step failed (datapath, BGP, L2): the next snapshot applies the plan again.
     retry: bool = False
+    # Why the source keeps an older snapshot (invalid manifests).
+    source_problems: tuple[str, ...] = ()
     # VIPs the committed datapath rules serve (kept as they were when a commit fails).
     served: frozenset[IPAddress] = frozenset()
 
@@ -96,6 +98,9 @@ class Agent:
 
     async def apply_snapshot(self, snapshot: ClusterState) -> None:
         start = time.perf_counter()
+        for problem in set(snapshot.problems) - set(self._applied.source_problems):
+            log.error("event=source_problem node=%s problem=%r", self.config.node, problem)
+        self._applied.source_problems = snapshot.problems
         plan = plan_node(snapshot, self.config.node, self.config.default_forwarding)
         previous = self._applied.plan
         if plan == previous and not self._applied.retry:
@@ -250,7 +255,7 @@ class Agent:
             services=tuple(s.key for s in plan.services) if plan else (),
             peers=tuple(peers),
             l2=self._l2.status(),
-            problems=tuple(self._applied.errors),
+            problems=(*self._applied.source_problems, *self._applied.errors),
         )
 
 

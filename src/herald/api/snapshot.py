@@ -33,6 +33,9 @@ class ClusterState:
     locations: Mapping[ObjectRef, Location] = field(default_factory=lambda: MappingProxyType({}))
     # Objects of kinds herald does not read (a Deployment beside a Service): kind -> count.
     ignored: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Why the source could not give a newer snapshot (invalid manifests): this one is the
+    # last good one, and every process says so rather than only logging it.
+    problems: tuple[str, ...] = ()
 
     @cached_property
     def services_by_key(self) -> Mapping[str, Service]:

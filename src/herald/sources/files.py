@@ -52,6 +52,22 @@ COALESCE_MS = 10
 PRIVATE = 0o600
 
 
+# Problems a kept snapshot carries: enough to name the files, bounded for a broken tree.
+SHOWN_PROBLEMS = 10
+
+
+def _keeping(last: ClusterState | None, problems: list[str]) -> ClusterState | None:
+    """The last good snapshot, carrying why it is kept (a new object only when the problems
+    change, so that a process applies it once)."""
+    shown = problems[:SHOWN_PROBLEMS]
+    if len(problems) > SHOWN_PROBLEMS:
+        shown.append(f"and {len(problems) - SHOWN_PROBLEMS} more: see `herald validate`")
+    shown = [f"manifests invalid, keeping the last good ones: {p}" for p in shown]
+    if last is None or last.problems == tuple(shown):
+        return last
+    return dataclasses.replace(last, problems=tuple(shown))
+
+
 def state_path_for(manifests: Path) -> Path:
     return manifests / ".herald" / "state.json"
 
@@ -148,10 +164,10 @@ class FileSource:
                 ",".join(sorted({p.location.file for p in err.problems})),
                 str(err.problems[0]),
             )
-            return last
+            return _keeping(last, [str(problem) for problem in err.problems])
         except OSError as err:
             log.error("event=manifests_unreadable error=%r keeping=last_good_snapshot", str(err))
-            return last
+            return _keeping(last, [f"{self.manifests}: unreadable: {err}"])
         if self._leading:
             self._keep_last_good(manifests)
         return merge_status(manifests, self.read_state())

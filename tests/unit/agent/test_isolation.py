@@ -176,3 +176,14 @@ def test_a_fault_in_one_snapshot_does_not_end_the_agent(monkeypatch: pytest.Monk
     asyncio.run(runner.run())
     assert seen == [first, second]
     assert committed(runner) == ["default/web1-lb", "default/web2"]
+
+
+def test_why_the_source_keeps_an_older_snapshot_is_in_the_agents_problems() -> None:
+    runner = agent(FakeNft())
+    good = two_services()
+    kept = dataclasses.replace(good, problems=("manifests invalid, keeping ...: bad.yaml:1",))
+    asyncio.run(runner.apply_snapshot(good))
+    asyncio.run(runner.apply_snapshot(kept))
+    assert runner.status().problems == kept.problems
+    asyncio.run(runner.apply_snapshot(good))
+    assert runner.status().problems == ()
