@@ -4,11 +4,14 @@ problem located as file:document: field.path: message."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from herald.api.manifests import load_directory, parse_manifests
 from herald.api.problems import ManifestError
+from herald.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((Path(__file__).parent / "fixtures" / "invalid").glob("*.yaml"))
@@ -143,3 +146,151 @@ def test_cached_loading_reparses_only_changed_files(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").unlink()
     assert [p.metadata.name for p in load_directory(tmp_path, cache).bfd_profiles] == ["a"]
     assert list(cache) == [tmp_path / "a.yaml"]
+
+
+# -- what the directory may reach and how much of it is read ----------------------------------
+
+BFD = "apiVersion: herald.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: %s}\n"
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path opened (resolved), however it is opened: clear it before the call to
+    check, as a test's own set-up writes files too."""
+    import builtins
+    import io
+    import os
+
+    paths: list[str] = []
+
+    def spy(real: Any) -> Any:
+        def open_and_record(file: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(file, str | bytes | os.PathLike):
+                paths.append(os.path.realpath(file))
+            return real(file, *args, **kwargs)
+
+        return open_and_record
+
+    monkeypatch.setattr(os, "open", spy(os.open))
+    monkeypatch.setattr(io, "open", spy(io.open))
+    monkeypatch.setattr(builtins, "open", spy(builtins.open))
+    return paths
+
+
+def test_a_link_to_a_file_outside_is_refused_and_never_opened(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    manifests, outside = tmp_path / "manifests", tmp_path / "elsewhere"
+    manifests.mkdir()
+    outside.mkdir()
+    (outside / "shadow.yaml").write_text(BFD % "secret")
+    (manifests / "ok.yaml").write_text(BFD % "ok")
+    (manifests / "shadow.yaml").symlink_to(outside / "shadow.yaml")
+    opened.clear()
+    with pytest.raises(ManifestError) as caught:
+        load_directory(manifests)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{manifests}/shadow.yaml:0: (file): symlink to {outside}/shadow.yaml leads outside "
+        f"the manifests directory {manifests}; not read. Copy what it points to into the "
+        "directory, or link to a file inside it"
+    ]
+    assert str(outside / "shadow.yaml") not in opened
+    assert str(manifests / "ok.yaml") in opened
+
+
+def test_a_link_to_a_directory_outside_is_refused(tmp_path: Path, opened: list[str]) -> None:
+    manifests, outside = tmp_path / "manifests", tmp_path / "elsewhere"
+    manifests.mkdir()
+    outside.mkdir()
+    (outside / "a.yaml").write_text(BFD % "a")
+    (manifests / "team").symlink_to(outside, target_is_directory=True)
+    opened.clear()
+    with pytest.raises(ManifestError) as caught:
+        load_directory(manifests)
+    assert [p.location.file for p in caught.value.problems] == [f"{manifests}/team"]
+    assert "leads outside the manifests directory" in caught.value.problems[0].message
+    assert str(outside / "a.yaml") not in opened
+
+
+def test_links_that_stay_inside_are_read_once(tmp_path: Path) -> None:
+    # The layout of a Kubernetes ConfigMap volume: visible links into a hidden directory.
+    (tmp_path / "..2024_01_01").mkdir()
+    (tmp_path / "..2024_01_01" / "bfd.yaml").write_text(BFD % "a")
+    (tmp_path / "..data").symlink_to("..2024_01_01", target_is_directory=True)
+    (tmp_path / "bfd.yaml").symlink_to("..data/bfd.yaml")
+    # A visible directory linked twice, and a loop: each file is read once, the walk ends.
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "b.yaml").write_text(BFD % "b")
+    (tmp_path / "alias").symlink_to("team", target_is_directory=True)
+    (tmp_path / "team" / "loop").symlink_to("..", target_is_directory=True)
+    # A visible link to a hidden directory is read through the link.
+    (tmp_path / ".v2").mkdir()
+    (tmp_path / ".v2" / "c.yaml").write_text(BFD % "c")
+    (tmp_path / "current").symlink_to(tmp_path / ".v2", target_is_directory=True)
+    state = load_directory(tmp_path)
+    assert sorted(p.metadata.name for p in state.bfd_profiles) == ["a", "b", "c"]
+    assert state.locations[("BFDProfile", "", "c")].file == f"{tmp_path}/current/c.yaml"
+
+
+def test_a_file_over_the_size_limit_is_a_problem_and_not_read(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    from herald.api.manifests import SizeLimits
+
+    (tmp_path / "small.yaml").write_text(BFD % "small")
+    (tmp_path / "big.yaml").write_text(BFD % "big" + "# padding\n" * 200)
+    size = (tmp_path / "big.yaml").stat().st_size
+    opened.clear()
+    with pytest.raises(ManifestError) as caught:
+        load_directory(tmp_path, limits=SizeLimits(file_bytes=1000, total_bytes=10_000))
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path}/big.yaml:0: (file): holds {size} bytes, over the limit of 1000 bytes "
+        "for one manifest file; not read. Split it into smaller files"
+    ]
+    assert str(tmp_path / "big.yaml") not in opened
+    # Within the limit the same file is fine.
+    state = load_directory(tmp_path, limits=SizeLimits(file_bytes=size, total_bytes=10_000))
+    assert len(state.bfd_profiles) == 2
+
+
+def test_files_over_the_directory_limit_are_not_read_at_all(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    from herald.api.manifests import SizeLimits
+
+    for name in "abc":
+        (tmp_path / f"{name}.yaml").write_text(BFD % name)
+    size = (tmp_path / "a.yaml").stat().st_size
+    limits = SizeLimits(file_bytes=size, total_bytes=3 * size - 1)
+    opened.clear()
+    with pytest.raises(ManifestError) as caught:
+        load_directory(tmp_path, limits=limits)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path}:0: (directory): its manifest files hold {3 * size} bytes together, over "
+        f"the limit of {3 * size - 1} bytes; nothing was read. Remove files herald does not "
+        "need (objects of kinds it ignores count too) or move them out of the directory"
+    ]
+    assert not [path for path in opened if path.endswith(".yaml")]
+
+
+def test_size_limit_defaults() -> None:
+    from herald.api.manifests import SizeLimits
+
+    # docs/configuration.md gives these numbers and why; change both together.
+    assert SizeLimits() == SizeLimits(file_bytes=4 * 2**20, total_bytes=8 * 2**20)
+
+
+def test_herald_validate_refuses_peer_asn_zero_with_its_location(tmp_path: Path) -> None:
+    """What the speaker would refuse later (and crash an agent with), validate refuses now."""
+    (tmp_path / "bgp.yaml").write_text(
+        "apiVersion: herald.io/v1alpha1\nkind: BGPClusterConfig\nmetadata: {name: c}\n"
+        "spec:\n  bgpInstances:\n    - name: a\n      localASN: 64512\n      peers:\n"
+        "        - {name: r1, peerAddress: 192.0.2.1, peerASN: 0}\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{tmp_path}/bgp.yaml:1: spec.bgpInstances[0].peers[0].peerASN: 0 (accept any AS, as "
+        "Cilium reads it) is not supported: herald checks the peer's OPEN against its AS; "
+        "write the peer's AS number, 1..4294967295 except 23456"
+    )

@@ -32,9 +32,9 @@ from herald.api.bfd import BFDProfileSpec
 from herald.api.bgp import (
     WELL_KNOWN_COMMUNITIES,
     Advertisement,
+    AdvertisementAttributes,
     BGPPeer,
     BGPPeerConfigSpec,
-    PathAttributes,
     parse_large_community,
     parse_standard_community,
 )
@@ -307,7 +307,7 @@ def _addresses(svc: Service, kinds: Iterable[str]) -> Iterable[str]:
             )
 
 
-def _attributes(attributes: PathAttributes | None) -> RouteAttributes:
+def _attributes(attributes: AdvertisementAttributes | None) -> RouteAttributes:
     if attributes is None:
         return RouteAttributes()
     communities: list[int] = []
@@ -385,6 +385,7 @@ def _speaker_peer(
         password=_password(state, spec, problems),
         # 1 is a directly connected eBGP peer: the speaker's default (None) already.
         ebgp_multihop=spec.ebgp_multihop if spec.ebgp_multihop > 1 else None,
+        enforce_first_as=spec.enforce_first_as,
         ttl_security_hops=1 if spec.ttl_security else None,
         families=frozenset(families),
         graceful_restart_time=(

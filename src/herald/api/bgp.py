@@ -3,6 +3,9 @@
 BGPClusterConfig says which nodes run BGP instances and with which peers; BGPPeerConfig holds
 the per-session settings peers share; BGPAdvertisement says what is announced with which
 path attributes. All three are cluster-scoped.
+
+Numeric ranges come from `herald.bgp.limits`, which the speaker's `PeerConfig` checks too:
+whatever passes `herald validate` is something the speaker can run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from herald.api.base import HeraldModel, LabelSelector, ObjectMeta
+from herald.bgp.limits import (
+    AS_NUMBER,
+    CONNECT_RETRY_TIME,
+    EBGP_MULTIHOP,
+    GRACEFUL_RESTART_TIME,
+    HOLD_TIME,
+    PORT,
+)
 
 WELL_KNOWN_COMMUNITIES = {
     "internet": 0x00000000,
@@ -65,6 +76,23 @@ def parse_large_community(text: str) -> tuple[int, int, int]:
     return a, b, c
 
 
+def _as_number(value: int) -> int:
+    problem = AS_NUMBER.problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address; write one such as 192.0.2.1 or 2001:db8::1"
+        ) from None
+    return value
+
+
 def _require_unique(field: str, values: list[str], what: str) -> None:
     seen: set[str] = set()
     for index, value in enumerate(values):
@@ -81,10 +109,13 @@ class BGPPeer(HeraldModel):
     name: str = Field(min_length=1, description="Name of the peer, unique in its instance.")
     peer_address: str = Field(description="The peer's IPv4 or IPv6 address.")
     peer_asn: int = Field(
-        ge=0,
-        le=4294967295,
+        ge=AS_NUMBER.low,
+        le=AS_NUMBER.high,
         alias="peerASN",
-        description="The peer's AS number (1..4294967295); 0 accepts whatever the peer says.",
+        description=(
+            "The peer's AS number, checked against its OPEN. Not 23456 (AS_TRANS); unlike "
+            "Cilium, 0 (accept any AS) is not supported."
+        ),
     )
     peer_config_ref: PeerConfigReference | None = Field(
         default=None, description="Session settings; none uses BGPPeerConfig defaults."
@@ -93,19 +124,32 @@ class BGPPeer(HeraldModel):
     @field_validator("peer_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
+        return _ip_address(value)
+
+    @field_validator("peer_asn", mode="before")
+    @classmethod
+    def _no_any_as(cls, value: object) -> object:
+        # Before the range check, so that Cilium's "0: any AS" gets an answer of its own.
+        if value == 0 and type(value) is int:
             raise ValueError(
-                f"{value!r} is not an IP address; write one such as 192.0.2.1 or 2001:db8::1"
-            ) from None
+                "0 (accept any AS, as Cilium reads it) is not supported: herald checks the "
+                f"peer's OPEN against its AS; write the peer's AS number, {AS_NUMBER.allowed}"
+            )
         return value
+
+    @field_validator("peer_asn")
+    @classmethod
+    def _peer_as(cls, value: int) -> int:
+        return _as_number(value)
 
 
 class BGPInstance(HeraldModel):
     name: str = Field(min_length=1, description="Name of the instance, unique on a node.")
     local_asn: int = Field(
-        ge=1, le=4294967295, alias="localASN", description="This node's AS number."
+        ge=AS_NUMBER.low,
+        le=AS_NUMBER.high,
+        alias="localASN",
+        description="This node's AS number; not 23456 (AS_TRANS).",
     )
     router_id: str | None = Field(
         default=None,
@@ -113,9 +157,17 @@ class BGPInstance(HeraldModel):
         description="BGP identifier (an IPv4 address); default: the node's IPv4 address.",
     )
     local_port: int = Field(
-        default=179, ge=1, le=65535, description="TCP port herald listens on for this instance."
+        default=179,
+        ge=PORT.low,
+        le=PORT.high,
+        description="TCP port herald listens on for this instance.",
     )
     peers: tuple[BGPPeer, ...] = Field(default=(), description="The routers to peer with.")
+
+    @field_validator("local_asn")
+    @classmethod
+    def _local_as(cls, value: int) -> int:
+        return _as_number(value)
 
     @field_validator("router_id")
     @classmethod
@@ -163,24 +215,31 @@ class BGPClusterConfig(HeraldModel):
 
 
 class Transport(HeraldModel):
-    peer_port: int = Field(default=179, ge=1, le=65535, description="The peer's TCP port.")
+    peer_port: int = Field(
+        default=179, ge=PORT.low, le=PORT.high, description="The peer's TCP port."
+    )
     source_address: str | None = Field(
         default=None,
         description="Local address to connect from; default: chosen by the kernel's routing.",
     )
 
+    @field_validator("source_address")
+    @classmethod
+    def _source_address(cls, value: str | None) -> str | None:
+        return None if value is None else _ip_address(value)
+
 
 class Timers(HeraldModel):
     connect_retry_time_seconds: int = Field(
         default=120,
-        ge=1,
-        le=65535,
+        ge=CONNECT_RETRY_TIME.low,
+        le=CONNECT_RETRY_TIME.high,
         description="Upper bound of the back-off between connection attempts.",
     )
     hold_time_seconds: int = Field(
         default=90,
-        ge=0,
-        le=65535,
+        ge=HOLD_TIME.low,
+        le=HOLD_TIME.high,
         description="Proposed hold time; 0 disables keepalives and hold expiry, else >= 3.",
     )
     keep_alive_time_seconds: int = Field(
@@ -192,7 +251,7 @@ class Timers(HeraldModel):
 
     @model_validator(mode="after")
     def _hold_and_keepalive(self) -> Timers:
-        if self.hold_time_seconds in (1, 2):
+        if HOLD_TIME.problem(self.hold_time_seconds) is not None:
             raise ValueError(
                 f"holdTimeSeconds {self.hold_time_seconds} is not allowed: "
                 "use 0 (no hold timer) or 3..65535 (RFC 4271 §4.2)"
@@ -209,8 +268,8 @@ class GracefulRestart(HeraldModel):
     enabled: bool = Field(default=False, description="Enables graceful restart (RFC 4724).")
     restart_time_seconds: int = Field(
         default=120,
-        ge=1,
-        le=4095,
+        ge=GRACEFUL_RESTART_TIME.low,
+        le=GRACEFUL_RESTART_TIME.high,
         description="How long the peer keeps herald's routes while herald restarts.",
     )
 
@@ -239,8 +298,8 @@ class BGPPeerConfigSpec(HeraldModel):
     )
     ebgp_multihop: int = Field(
         default=1,
-        ge=1,
-        le=255,
+        ge=EBGP_MULTIHOP.low,
+        le=EBGP_MULTIHOP.high,
         description="TTL of packets to eBGP peers; 1 means directly connected.",
     )
     ttl_security: bool = Field(
@@ -252,10 +311,21 @@ class BGPPeerConfigSpec(HeraldModel):
     )
     families: tuple[Family, ...] = Field(
         default=DEFAULT_FAMILIES,
+        min_length=1,
         description="Address families to negotiate; default IPv4 and IPv6 unicast.",
     )
     bfd_profile_ref: str | None = Field(
         default=None, description="Name of a BFDProfile; none runs no BFD (herald addition)."
+    )
+    enforce_first_as: bool = Field(
+        default=True,
+        alias="enforceFirstAS",
+        description=(
+            "For eBGP peers: an UPDATE whose AS_PATH does not start with the peer's AS ends "
+            "the session (NOTIFICATION UPDATE Message Error / Malformed AS_PATH, RFC 4271 "
+            "§6.3), as FRR's enforce-first-as. Turn off for route servers (RFC 7947), which "
+            "do not prepend their AS (herald addition)."
+        ),
     )
 
     @model_validator(mode="after")
@@ -313,7 +383,10 @@ class Communities(HeraldModel):
         return value
 
 
-class PathAttributes(HeraldModel):
+# The path attributes a BGPAdvertisement attaches (YAML: `attributes`). Not named
+# PathAttributes: that is the speaker's on-wire form (herald.bgp.wire). No docstring, since
+# it would become the CRD's description of `attributes`.
+class AdvertisementAttributes(HeraldModel):
     communities: Communities | None = Field(default=None, description="Communities to attach.")
     local_preference: int | None = Field(
         default=None, ge=0, le=4294967295, description="LOCAL_PREF, sent to iBGP peers only."
@@ -339,7 +412,7 @@ class Advertisement(HeraldModel):
     selector: LabelSelector | None = Field(
         default=None, description="For type Service: which Services; none selects all."
     )
-    attributes: PathAttributes | None = Field(
+    attributes: AdvertisementAttributes | None = Field(
         default=None, description="Path attributes attached to these routes."
     )
 

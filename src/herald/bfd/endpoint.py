@@ -5,6 +5,12 @@ that arrives with a TTL below 255 was routed, so it cannot come from a neighbour
 and is dropped (RFC 5881 §5). A packet is matched to its session by Your Discriminator, or
 while that is still 0 by the sender's address. Removing a session sends AdminDown first, so
 the peer takes it as administrative, not as a failure.
+
+A session whose handling raises (a bug: the pure core does not raise on any packet) is
+logged as `event=task_failed task=bfd peer=...` and started afresh after a back-off (1 s,
+doubling to 30 s while it keeps failing), with a new discriminator: the peer sees it go
+Down and come back, the owner hears the new session's changes, and the other sessions and
+the caller of `add` never notice.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ IP_RECVTTL = 12  # linux/in.h; not exported by Python's socket module
 _SOURCE_PORTS = range(49152, 65536)
 _READ_BATCH = 64
 _CMSG_SPACE = socket.CMSG_SPACE(4)
+_FIRST_RESTART = 1.0
+_MAX_RESTART = 30.0
 
 OnChange = Callable[[IPAddress, StateChange], None]
 
@@ -40,11 +48,16 @@ class _Peer:
     session: Session
     on_change: OnChange
     timer: asyncio.TimerHandle | None = None
+    restart: asyncio.TimerHandle | None = None  # set while a failed session waits
+    failures: int = 0  # in a row; reset when the session comes Up
 
 
 class Endpoint:
-    def __init__(self, port: int = BFD_PORT) -> None:
+    """`port` is where we listen, `peer_port` where peers listen (both 3784 but in tests)."""
+
+    def __init__(self, port: int = BFD_PORT, peer_port: int = BFD_PORT) -> None:
         self.port = port
+        self.peer_port = peer_port
         self._peers: dict[IPAddress, _Peer] = {}
         self._by_discriminator: dict[int, _Peer] = {}
         self._receivers: list[socket.socket] = []
@@ -108,13 +121,42 @@ class Endpoint:
         self._by_discriminator[discriminator] = peer
         self._run(peer)
 
+    def _failed(self, peer: _Peer, error: Exception) -> None:
+        """The session's state is unknown after an exception: drop it, start anew later."""
+        peer.failures += 1
+        delay = min(_MAX_RESTART, _FIRST_RESTART * 2.0 ** min(peer.failures - 1, 30))
+        log.error(
+            "event=task_failed task=bfd peer=%s error=%r failures=%d restart_in=%.1fs",
+            peer.address, error, peer.failures, delay, exc_info=error,
+        )  # fmt: skip
+        if peer.timer is not None:
+            peer.timer.cancel()
+            peer.timer = None
+        if peer.restart is None:
+            peer.restart = self._loop.call_later(delay, self._restart, peer)
+
+    def _restart(self, peer: _Peer) -> None:
+        peer.restart = None
+        if self._peers.get(peer.address) is not peer:
+            return  # removed meanwhile
+        old = peer.session
+        self._by_discriminator.pop(old.local_discriminator, None)
+        discriminator = self._new_discriminator()
+        peer.session = Session(discriminator, old.timers, self._loop.time())
+        self._by_discriminator[discriminator] = peer
+        log.info("event=bfd_restarted peer=%s", peer.address)
+        self._run(peer)
+
     def remove(self, address: IPAddress) -> None:
         peer = self._peers.pop(address, None)
         if peer is None:
             return
-        del self._by_discriminator[peer.session.local_discriminator]
+        self._by_discriminator.pop(peer.session.local_discriminator, None)
         if peer.timer is not None:
             peer.timer.cancel()
+        if peer.restart is not None:
+            peer.restart.cancel()
+            return  # the failed session is gone already; nothing to tell the peer
         session = peer.session
         if session.remote_discriminator:
             # §6.8.16: AdminDown for about a detection time, so a lost packet does not make
@@ -127,7 +169,9 @@ class Endpoint:
 
     def state(self, address: IPAddress) -> State | None:
         peer = self._peers.get(address)
-        return peer.session.state if peer is not None else None
+        if peer is None:
+            return None
+        return State.DOWN if peer.restart is not None else peer.session.state
 
     def _new_discriminator(self) -> int:
         while True:
@@ -146,10 +190,16 @@ class Endpoint:
             except OSError as err:
                 log.warning("event=bfd_receive_failed error=%r", str(err))
                 return
-            ttl = next((struct.unpack("i", d[:4])[0] for _l, _t, d in ancillary), None)
-            if ttl != 255:
-                continue  # routed: not a neighbour on the link
-            self._deliver(data, ipaddress.ip_address(source[0]))
+            try:
+                ttl = next((struct.unpack("i", d[:4])[0] for _l, _t, d in ancillary), None)
+                if ttl != 255:
+                    continue  # routed: not a neighbour on the link
+                self._deliver(data, ipaddress.ip_address(source[0]))
+            except Exception as error:  # one packet's trouble; the socket keeps being read
+                log.error(
+                    "event=task_failed task=bfd_receive source=%s error=%r",
+                    source[0], error, exc_info=error,
+                )  # fmt: skip
 
     def _deliver(self, data: bytes, source: IPAddress) -> None:
         try:
@@ -161,22 +211,37 @@ class Endpoint:
             peer = self._by_discriminator.get(packet.your_discriminator)
         else:
             peer = self._peers.get(source)
-        if peer is None or peer.address != source:
+        if peer is None or peer.address != source or peer.restart is not None:
             return
-        changes = peer.session.receive(packet, self._loop.time())
+        try:
+            changes = peer.session.receive(packet, self._loop.time())
+        except Exception as error:
+            self._failed(peer, error)
+            return
         self._run(peer, changes)
 
     def _fire(self, peer: _Peer) -> None:
         peer.timer = None
-        self._run(peer, peer.session.expire(self._loop.time()))
+        try:
+            changes = peer.session.expire(self._loop.time())
+        except Exception as error:
+            self._failed(peer, error)
+            return
+        self._run(peer, changes)
 
     def _run(self, peer: _Peer, changes: list[StateChange] | None = None) -> None:
         # Packet and timer first: whatever a callback does, the session keeps running.
-        self._send(peer)
-        if peer.timer is not None:
-            peer.timer.cancel()
-        deadline = peer.session.deadline()
+        try:
+            self._send(peer)
+            if peer.timer is not None:
+                peer.timer.cancel()
+            deadline = peer.session.deadline()
+        except Exception as error:
+            self._failed(peer, error)
+            return
         peer.timer = None if deadline is None else self._loop.call_at(deadline, self._fire, peer)
+        if peer.session.state is State.UP:
+            peer.failures = 0
         for change in changes or ():
             log.info(
                 "event=bfd_state peer=%s before=%s after=%s diag=%s",
@@ -201,7 +266,7 @@ class Endpoint:
         if sender is None:
             return
         with contextlib.suppress(OSError):  # no route yet: the detection timer will say so
-            sender.sendto(data, (str(address), BFD_PORT))
+            sender.sendto(data, (str(address), self.peer_port))
 
 
 def _udp(family: int, option: tuple[int, int], value: int = 1) -> socket.socket:

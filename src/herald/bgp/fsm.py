@@ -37,10 +37,18 @@ from herald.bgp.wire import (
     Notification,
     Open,
     RouteRefresh,
+    SegmentType,
     Update,
     negotiate,
 )
-from herald.bgp.wire.errors import CeaseSubcode, FsmSubcode, OpenError, OpenSubcode
+from herald.bgp.wire.errors import (
+    CeaseSubcode,
+    FsmSubcode,
+    OpenError,
+    OpenSubcode,
+    UpdateError,
+    UpdateSubcode,
+)
 
 OPEN_SENT_HOLD_TIME = 240.0
 """RFC 4271 §8.2.2: the "large value" the hold timer gets while waiting for the peer's OPEN."""
@@ -174,6 +182,7 @@ class SessionConfig:
     connect_retry_time: float = 120.0
     # Only what the session can honour today: route refresh waits for the speaker.
     capabilities: tuple[Capability, ...] = (MultiProtocol(IPV4_UNICAST),)
+    enforce_first_as: bool = True
 
     @property
     def ibgp(self) -> bool:
@@ -205,6 +214,31 @@ def validate_open(peer: Open, config: SessionConfig) -> OpenError | None:
     if peer.hold_time in (1, 2):
         return OpenError(OpenSubcode.UNACCEPTABLE_HOLD_TIME, reason=f"hold {peer.hold_time}")
     return None
+
+
+def validate_update(update: Update, config: SessionConfig) -> UpdateError | None:
+    """RFC 4271 §6.3's optional first-AS check (FRR's enforce-first-as): an external peer's
+    announcement must carry an AS_PATH whose first segment is a sequence starting with the
+    peer's AS. None when it does, or when the check does not apply."""
+    attributes = update.attributes
+    announces = update.nlri or (attributes.mp_reach is not None and attributes.mp_reach.nlri)
+    if not config.enforce_first_as or config.ibgp or not announces:
+        return None
+    # A treat-as-withdraw UPDATE has no NLRI left, and a missing AS_PATH was treated so.
+    segments = attributes.as_path.segments if attributes.as_path is not None else ()
+    first = segments[0] if segments else None
+    if (
+        first is not None
+        and first.type == SegmentType.AS_SEQUENCE
+        and first.asns[:1] == (config.peer_as,)
+    ):
+        return None
+    shown = first.asns[0] if first is not None and first.asns else "none"
+    return UpdateError(
+        UpdateSubcode.MALFORMED_AS_PATH,
+        reason=f"AS_PATH starts with {shown}, not with the peer's AS {config.peer_as} "
+        "(enforce-first-as)",
+    )
 
 
 def negotiate_hold_time(local: int, peer: int) -> int:
@@ -483,6 +517,9 @@ def _keepalive_received(fsm: Fsm, i: _Input) -> State:
 
 def _update_received(fsm: Fsm, i: _Input) -> State:
     assert isinstance(i.message, Update)
+    error = validate_update(i.message, fsm.config)
+    if error is not None:
+        return fsm._to_idle(f"bad UPDATE: {error.reason}", Notification.from_error(error))
     _restart_hold(fsm, i.now)
     fsm._emit(Deliver(i.message, i.treatments))
     return State.ESTABLISHED

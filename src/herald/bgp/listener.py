@@ -80,11 +80,21 @@ class Listener:
         self._socket = None
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        remote = normalise_address(ip_address(peername[0]))
-        session = self._find_session(remote)
-        if session is None:
-            log.info("event=connection_refused remote=%s reason=unknown_peer", remote)
+        # asyncio's callback: an exception would leave the connection open and unread (the
+        # peer waiting minutes for an OPEN), so it is closed and the peer tries again.
+        remote = None
+        try:
+            peername = writer.get_extra_info("peername")
+            remote = normalise_address(ip_address(peername[0]))
+            session = self._find_session(remote)
+            if session is None:
+                log.info("event=connection_refused remote=%s reason=unknown_peer", remote)
+                writer.close()
+                return
+            session.accept(reader, writer)
+        except Exception as error:
+            log.error(
+                "event=task_failed task=accept peer=%s error=%r action=close",
+                remote, error, exc_info=error,
+            )  # fmt: skip
             writer.close()
-            return
-        session.accept(reader, writer)

@@ -8,6 +8,12 @@ asyncio timer set to the earliest deadline of its FSMs or of its reconnect back-
 What the session learns (established, UPDATE/ROUTE-REFRESH received, down) goes to a
 `SessionHandler`, the speaker; what the speaker sends (packed UPDATEs) goes out through
 `send_frames`.
+
+Nothing fails silently here. An unexpected exception in a connection's work (its read task,
+its timer, the handler it calls) ends that connection with Cease / Out of Resources
+(RFC 4486 subcode 8) and the usual reconnect follows; one in a connect attempt or in taking
+over an accepted connection counts as a failed TCP connection. Each is logged as
+`event=task_failed task=... peer=...`.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from herald.bgp.wire import (
     Open,
     decode_message,
 )
+from herald.bgp.wire.errors import CeaseSubcode
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +140,7 @@ class Session:
         self._connections: list[_Connection] = []
         self._established: _Connection | None = None
         self._failures = 0
+        self._established_at: float | None = None
         self._restart_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
@@ -198,14 +206,29 @@ class Session:
 
     def cease(self, subcode: int, reason: str) -> None:
         """Close the established session with a Cease (RFC 4486), then reconnect with back-off."""
-        conn = self._established
-        if conn is not None:
-            error = CodecError(ErrorCode.CEASE, subcode, reason=reason)
-            now = asyncio.get_running_loop().time()
-            self._carry_out(conn, conn.fsm.handle_event(Event.MANUAL_STOP, now, error=error))
+        if self._established is not None:
+            self._cease(self._established, subcode, reason)
+
+    def _cease(self, conn: _Connection, subcode: int, reason: str) -> None:
+        """RFC 4271's AutomaticStop of one connection, with the Cease subcode that says why."""
+        if conn not in self._connections:
+            return  # already gone
+        log.warning("event=session_ceased peer=%s subcode=%d reason=%r", self.key, subcode, reason)
+        error = CodecError(ErrorCode.CEASE, subcode, reason=reason)
+        now = asyncio.get_running_loop().time()
+        self._carry_out(conn, conn.fsm.handle_event(Event.MANUAL_STOP, now, error=error))
+
+    def _failed(self, conn: _Connection, task: str, error: Exception) -> None:
+        """An unexpected exception in `conn`'s work: its state is unknown, so it ends."""
+        log.error(
+            "event=task_failed task=%s peer=%s error=%r action=cease",
+            task, self.key, error, exc_info=error,
+        )  # fmt: skip
+        self._cease(conn, CeaseSubcode.OUT_OF_RESOURCES, f"internal error in {task}: {error!r}")
 
     def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A connection from the peer, handed over by the listener."""
+        """A connection from the peer, handed over by the listener (which closes it if this
+        raises)."""
         if not self._running:
             writer.close()
             return
@@ -240,13 +263,24 @@ class Session:
     def _open_connection(self) -> None:
         if not self._running:
             return
+        try:
+            self._start_connection()
+        except Exception as error:
+            log.error(
+                "event=task_failed task=start peer=%s error=%r action=retry",
+                self.key, error, exc_info=error,
+            )  # fmt: skip
+            self._schedule_restart()
+            self._reschedule()
+
+    def _start_connection(self) -> None:
         conn = _Connection(Fsm(self.fsm_config), Initiator.LOCAL)
         self._connections.append(conn)
         start = Event.AUTOMATIC_START_PASSIVE if self.peer.passive else Event.AUTOMATIC_START
         self._carry_out(conn, conn.fsm.handle_event(start, asyncio.get_running_loop().time()))
 
-    def _spawn(self, conn: _Connection, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, conn: _Connection, coro: Coroutine[object, object, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{name} peer={self.key}")
         conn.tasks.add(task)
         task.add_done_callback(conn.tasks.discard)
         task.add_done_callback(log_task_failure)
@@ -282,6 +316,15 @@ class Session:
             now = asyncio.get_running_loop().time()
             self._carry_out(conn, conn.fsm.handle_event(Event.TCP_CONNECTION_FAILS, now))
             return
+        except Exception as e:  # a bug, not the network: the attempt failed all the same
+            sock.close()
+            log.error(
+                "event=task_failed task=connect peer=%s error=%r action=retry",
+                self.key, e, exc_info=e,
+            )  # fmt: skip
+            now = asyncio.get_running_loop().time()
+            self._carry_out(conn, conn.fsm.handle_event(Event.TCP_CONNECTION_FAILS, now))
+            return
         except asyncio.CancelledError:
             sock.close()
             if self._running:
@@ -304,7 +347,7 @@ class Session:
         self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         conn.reader, conn.writer = reader, writer
-        self._spawn(conn, self._read(conn))
+        self._spawn(conn, self._read(conn), "read")
 
     async def _read(self, conn: _Connection) -> None:
         reader = conn.reader
@@ -325,6 +368,9 @@ class Session:
             return
         except OSError as e:
             log.info("event=connection_error peer=%s error=%r", self.key, e)
+        except Exception as e:
+            self._failed(conn, "read", e)
+            return
         if conn.reader is reader:
             self._carry_out(conn, conn.fsm.handle_event(Event.TCP_CONNECTION_FAILS, loop.time()))
 
@@ -378,27 +424,38 @@ class Session:
     # --- carrying out the FSM's actions ---------------------------------------------------
 
     def _carry_out(self, conn: _Connection, actions: list[Action]) -> None:
+        # A failure is acted on after the whole batch, so the FSM's actions are never
+        # half carried out; the Cease that follows is a batch of its own.
+        failure: tuple[str, Exception] | None = None
         for action in actions:
-            if isinstance(action, Send):
-                if conn.writer is not None:
-                    conn.writer.write(action.message.encode(conn.fsm.negotiated))
-                    self.messages_out += 1
-            elif isinstance(action, Connect):
-                # A passive peer is only ever accepted; the FSM's retry just keeps it waiting.
-                if not self.peer.passive:
-                    self._spawn(conn, self._connect(conn))
-            elif isinstance(action, CloseConnection):
-                conn.close()
-            elif isinstance(action, SessionEstablished):
-                self._established = conn
-                self._failures = 0
-                self.last_peer_open = action.peer_open
-                self.handler.session_established(self, action)
-            elif isinstance(action, Deliver):
-                self.handler.session_message(self, action)
-            elif isinstance(action, SessionDown):
-                self._connection_down(conn, action)
+            try:
+                self._carry_out_one(conn, action)
+            except Exception as error:
+                failure = failure or (_TASK_OF_ACTION.get(type(action), "session"), error)
+        if failure is not None:
+            self._failed(conn, *failure)
         self._reschedule()
+
+    def _carry_out_one(self, conn: _Connection, action: Action) -> None:
+        if isinstance(action, Send):
+            if conn.writer is not None:
+                conn.writer.write(action.message.encode(conn.fsm.negotiated))
+                self.messages_out += 1
+        elif isinstance(action, Connect):
+            # A passive peer is only ever accepted; the FSM's retry just keeps it waiting.
+            if not self.peer.passive:
+                self._spawn(conn, self._connect(conn), "connect")
+        elif isinstance(action, CloseConnection):
+            conn.close()
+        elif isinstance(action, SessionEstablished):
+            self._established = conn
+            self._established_at = asyncio.get_running_loop().time()
+            self.last_peer_open = action.peer_open
+            self.handler.session_established(self, action)
+        elif isinstance(action, Deliver):
+            self.handler.session_message(self, action)
+        elif isinstance(action, SessionDown):
+            self._connection_down(conn, action)
 
     def _connection_down(self, conn: _Connection, down: SessionDown) -> None:
         with contextlib.suppress(ValueError):
@@ -415,13 +472,30 @@ class Session:
             _notification_text(down.sent),
             _notification_text(down.received),
         )
-        self.handler.session_down(self, down, was_established)
+        now = asyncio.get_running_loop().time()
+        if was_established and self._established_at is not None:
+            # Only a session that stayed up for a whole connect-retry time starts the
+            # back-off afresh: one that keeps failing soon after coming up (a peer over its
+            # prefix limit, a persistent error) is retried ever more slowly, up to the cap.
+            if now - self._established_at >= self.peer.connect_retry_time:
+                self._failures = 0
+            self._established_at = None
+        try:
+            self.handler.session_down(self, down, was_established)
+        except Exception as error:  # the connection is gone already; the reconnect must come
+            log.error(
+                "event=task_failed task=handle_down peer=%s error=%r",
+                self.key, error, exc_info=error,
+            )  # fmt: skip
         if self._running and not self._connections:
-            self._failures += 1
-            delay = retry_delay(self._failures, self.peer.connect_retry_time, self._rng.random())
-            if self.peer.passive:
-                delay = 0.0  # waiting for the peer costs nothing; no loop can form
-            self._restart_at = asyncio.get_running_loop().time() + delay
+            self._schedule_restart()
+
+    def _schedule_restart(self) -> None:
+        self._failures += 1
+        delay = retry_delay(self._failures, self.peer.connect_retry_time, self._rng.random())
+        if self.peer.passive:
+            delay = 0.0  # waiting for the peer costs nothing; no loop can form
+        self._restart_at = asyncio.get_running_loop().time() + delay
 
     # --- the one timer -------------------------------------------------------------------
 
@@ -436,14 +510,32 @@ class Session:
             self._timer = asyncio.get_running_loop().call_at(min(deadlines), self._on_timer)
 
     def _on_timer(self) -> None:
+        # A callback, not a task: an exception here would only reach asyncio's handler and
+        # leave the session without a timer (no keepalives, no reconnect), so none escapes.
         self._timer = None
         now = asyncio.get_running_loop().time()
         for conn in list(self._connections):
-            self._carry_out(conn, conn.fsm.handle_timer(now))
+            try:
+                actions = conn.fsm.handle_timer(now)
+            except Exception as error:
+                self._failed(conn, "timer", error)
+                continue
+            self._carry_out(conn, actions)
         if self._restart_at is not None and self._restart_at <= now:
             self._restart_at = None
             self._open_connection()
         self._reschedule()
+
+
+_TASK_OF_ACTION: dict[type, str] = {
+    Send: "send",
+    Connect: "connect",
+    CloseConnection: "close",
+    SessionEstablished: "handle_established",
+    Deliver: "handle_message",
+    SessionDown: "handle_down",
+}
+"""What to call a failure while carrying out each action, in `event=task_failed task=...`."""
 
 
 def _notification_text(notification: Notification | None) -> str:

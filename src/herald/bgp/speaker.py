@@ -11,12 +11,16 @@ speaker started with `restarting=True` also sets the Restart State bit on each p
 session. After the initial sync of a session, End-of-RIB follows for each family. As a
 helper, a peer's routes are kept, marked stale, when its session fails without a
 NOTIFICATION, until it re-sends them and its End-of-RIB, or until its restart time runs out.
+
+Each peer's Adj-RIB-Out sync is a supervised task: if it fails, the session is ended with
+Cease / Out of Resources (RFC 4486 subcode 8), since what the peer heard is no longer known,
+and the task starts again; the reconnected session gets the whole table. Failures in what
+sessions report to the speaker cost that session the same way (see `session.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -36,10 +40,12 @@ from herald.bgp.export import (
     next_hops,
 )
 from herald.bgp.fsm import Deliver, SessionConfig, SessionDown, SessionEstablished, State
+from herald.bgp.limits import AS_NUMBER
 from herald.bgp.listener import Listener
 from herald.bgp.packing import announcements, encode_all, withdrawals
 from herald.bgp.peer import IPAddress, PeerConfig
-from herald.bgp.session import Session, log_task_failure
+from herald.bgp.session import Session
+from herald.bgp.supervise import Supervised
 from herald.bgp.wire import (
     Capability,
     ExtendedMessage,
@@ -48,6 +54,7 @@ from herald.bgp.wire import (
     GracefulRestart,
     GracefulRestartFamily,
     MultiProtocol,
+    Negotiated,
     Open,
     PathAttributes,
     Prefix,
@@ -100,7 +107,7 @@ class _Peer:
     established_at: float | None = None
     sessions: int = 0
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
-    sync_task: asyncio.Task[None] | None = None
+    sync: Supervised | None = None
 
 
 class Speaker:
@@ -118,6 +125,11 @@ class Speaker:
         restarting: bool = False,
         rng: random.Random | None = None,
     ) -> None:
+        problem = AS_NUMBER.problem(local_as)
+        if problem is not None:
+            raise ValueError(f"local AS {problem}")
+        if router_id == IPv4Address(0):
+            raise ValueError("router id 0.0.0.0 is not a valid BGP identifier (RFC 6286)")
         self.local_as = local_as
         self.router_id = router_id
         self.restarting = restarting
@@ -167,8 +179,12 @@ class Speaker:
         session = Session(config, self._fsm_config(config, self.restarting), self, self._rng)
         peer = _Peer(config, session)
         self._peers[config.address] = peer
-        peer.sync_task = asyncio.get_running_loop().create_task(self._sync_loop(peer))
-        peer.sync_task.add_done_callback(log_task_failure)
+        peer.sync = Supervised(
+            f"sync peer={config.address}",
+            lambda: self._sync_loop(peer),
+            lambda error: self._sync_failed(peer, error),
+        )
+        peer.sync.start()
         log.info(
             "event=peer_added peer=%s peer_as=%d passive=%s", config.address, config.peer_as,
             config.passive,
@@ -184,10 +200,8 @@ class Speaker:
         if self._bfd is not None:
             self._bfd.remove(address)
         await peer.session.stop()
-        if peer.sync_task is not None:
-            peer.sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await peer.sync_task
+        if peer.sync is not None:
+            await peer.sync.stop()
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
         if self._listener is not None and peer.config.password:
@@ -226,6 +240,7 @@ class Speaker:
             config.hold_time,
             config.connect_retry_time,
             tuple(capabilities),
+            enforce_first_as=config.enforce_first_as,
         )
 
     # --- routes: desired state -----------------------------------------------------------
@@ -345,6 +360,13 @@ class Speaker:
             return
         message = deliver.message
         if isinstance(message, RouteRefresh):
+            ignored = refresh_ignored(message, session.negotiated)
+            if ignored is not None:
+                log.info(
+                    "event=route_refresh_ignored peer=%s family=%s subtype=%d reason=%s",
+                    session.key, message.family, message.subtype, ignored,
+                )  # fmt: skip
+                return
             # RFC 2918: re-send the whole Adj-RIB-Out of that family.
             log.info("event=route_refresh peer=%s family=%s", session.key, message.family)
             peer.sent.pop(message.family, None)
@@ -436,8 +458,23 @@ class Speaker:
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
         peer.stale_timer = asyncio.get_running_loop().call_later(
-            peer_gr.restart_time, self._purge_stale, peer, None
+            peer_gr.restart_time, self._restart_time_over, peer
         )
+
+    def _restart_time_over(self, peer: _Peer) -> None:
+        # A timer callback: an exception would only reach asyncio's handler and the routes
+        # would stay stale for ever, so whatever fails, the stale routes go.
+        try:
+            self._purge_stale(peer, None)
+        except Exception as error:
+            log.error(
+                "event=task_failed task=stale_routes peer=%s error=%r action=drop_stale",
+                peer.config.address, error, exc_info=error,
+            )  # fmt: skip
+            for prefix in peer.stale:
+                peer.received.pop(prefix, None)
+            peer.stale.clear()
+            peer.stale_timer = None
 
     def _restart_helper_on_reconnect(self, peer: _Peer, established: SessionEstablished) -> None:
         if not peer.stale:
@@ -463,6 +500,12 @@ class Speaker:
             peer.stale_timer = None
 
     # --- Adj-RIB-Out ---------------------------------------------------------------------
+
+    def _sync_failed(self, peer: _Peer, error: Exception) -> None:
+        """What the peer heard of a failed sync is unknown: end the session, so the peer
+        drops our routes and the next session starts from an empty Adj-RIB-Out."""
+        peer.sent = {}
+        peer.session.cease(CeaseSubcode.OUT_OF_RESOURCES, f"announcing routes failed: {error!r}")
 
     async def _sync_loop(self, peer: _Peer) -> None:
         """Sends the difference between desired and sent whenever either changes."""
@@ -531,6 +574,21 @@ def _changes(
         if old is not attributes and old != attributes:
             changed[prefix] = attributes
     return gone, changed
+
+
+def refresh_ignored(message: RouteRefresh, negotiated: Negotiated | None) -> str | None:
+    """Why a received ROUTE-REFRESH is not a request to answer, or None when it is.
+
+    RFC 2918 §4: a family not negotiated is ignored. RFC 7313: subtypes 1 and 2 mark the
+    start and end of the peer's own re-advertisement (and we do not negotiate enhanced route
+    refresh), others must be ignored; only subtype 0 asks us for our routes."""
+    if negotiated is None:
+        return "not_established"
+    if message.family not in negotiated.families:
+        return "family_not_negotiated"
+    if message.subtype != 0:
+        return "not_a_request"
+    return None
 
 
 def _graceful_restart(open_message: Open | None) -> GracefulRestart | None:

@@ -268,3 +268,12 @@ def test_an_address_of_a_family_no_session_has_is_said() -> None:
     assert [str(r[0]) for r in plan.peers[0].routes] == ["203.0.113.0/32"]
     (problem,) = plan.problems
     assert "2001:db8:113::" in problem and "family ipv6" in problem
+
+
+def test_enforce_first_as_reaches_the_peer_config() -> None:
+    files = seed_files()
+    bgp = next(k for k in files if k.endswith("bgp.yaml"))
+    assert plan_node(state(files, SEED_STATUS), "k8s-worker1").peers[0].config.enforce_first_as
+    files[bgp] = files[bgp].replace("  timers:\n", "  enforceFirstAS: false\n  timers:\n", 1)
+    (peer,) = plan_node(state(files, SEED_STATUS), "k8s-worker1").peers
+    assert peer.config.enforce_first_as is False

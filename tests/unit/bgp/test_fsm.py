@@ -30,6 +30,7 @@ from herald.bgp.fsm import (
 )
 from herald.bgp.wire import (
     AsPath,
+    AsPathSegment,
     CodecError,
     Decoded,
     Framer,
@@ -40,6 +41,7 @@ from herald.bgp.wire import (
     Origin,
     PathAttributes,
     Prefix,
+    SegmentType,
     Update,
     decode_message,
 )
@@ -218,6 +220,48 @@ def test_update_is_delivered_in_established() -> None:
     link.run(link.a, [Send(update)])
     (delivered,) = [x for x in link.b.actions if isinstance(x, Deliver)]
     assert delivered.message == update
+
+
+def announcement(*segments: AsPathSegment) -> Update:
+    return Update(
+        attributes=PathAttributes(origin=Origin.IGP, as_path=AsPath(segments), next_hop=A_ID),
+        nlri=(Prefix(IPv4Network("203.0.113.10/32")),),
+    )
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        announcement(AsPathSegment(SegmentType.AS_SEQUENCE, (65001, A_AS))),  # not first
+        announcement(),  # empty AS_PATH from an eBGP peer
+        announcement(AsPathSegment(SegmentType.AS_SET, (A_AS,))),  # a set is no origin order
+    ],
+    ids=["other-first-as", "empty", "as-set-first"],
+)
+def test_ebgp_update_not_starting_with_the_peer_as_ends_the_session(update: Update) -> None:
+    link = established_link()
+    link.run(link.a, [Send(update)])
+    assert link.b.fsm.state is link.a.fsm.state is State.IDLE
+    assert not [x for x in link.b.actions if isinstance(x, Deliver)]
+    (down,) = link.b.downs()
+    assert down.sent == Notification(3, 11)  # UPDATE Message Error / Malformed AS_PATH
+    assert "enforce-first-as" in down.reason
+    assert link.a.downs()[0].received == Notification(3, 11)
+
+
+def test_first_as_check_spares_withdrawals_ibgp_and_can_be_turned_off() -> None:
+    wrong = announcement(AsPathSegment(SegmentType.AS_SEQUENCE, (65001,)))
+    withdrawal = Update(withdrawn=(Prefix(IPv4Network("203.0.113.10/32")),))
+    off = established_link(b=config_b(enforce_first_as=False))
+    off.run(off.a, [Send(wrong)])
+    ibgp = established_link(config_a(local_as=B_AS), config_b(peer_as=B_AS))
+    ibgp.run(ibgp.a, [Send(wrong)])
+    on = established_link()
+    on.run(on.a, [Send(withdrawal)])
+    for link, message in ((off, wrong), (ibgp, wrong), (on, withdrawal)):
+        assert link.b.fsm.state is State.ESTABLISHED
+        (delivered,) = [x for x in link.b.actions if isinstance(x, Deliver)]
+        assert delivered.message == message
 
 
 def test_manual_stop_sends_cease_and_the_peer_records_it() -> None:

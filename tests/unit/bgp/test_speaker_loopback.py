@@ -4,11 +4,8 @@ routes both ways of the diff, collisions, limits and graceful restart."""
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv6Address, ip_network
-from typing import Any
+from ipaddress import IPv6Address, ip_network
 
 import pytest
 
@@ -19,52 +16,7 @@ from herald.bgp.session import retry_delay
 from herald.bgp.speaker import Speaker
 from herald.bgp.wire import IPV4_UNICAST, LargeCommunity, Prefix
 
-A, B = IPv4Address("127.0.0.1"), IPv4Address("127.0.0.2")
-A_ID, B_ID = IPv4Address("192.0.2.21"), IPv4Address("192.0.2.1")
-FAST = {"hold_time": 3, "connect_retry_time": 1.0}
-
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def until(check: Callable[[], bool], timeout: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-def state(speaker: Speaker) -> State:
-    return speaker.status()[0].state
-
-
-async def pair(
-    body: Callable[[Speaker, Speaker], Awaitable[None]],
-    a_as: int = 64512,
-    b_as: int = 64512,
-    a_peer: dict[str, Any] | None = None,
-    b_peer: dict[str, Any] | None = None,
-    b_active: bool = False,
-) -> None:
-    """Speaker a (at 127.0.0.1) connects to b (at 127.0.0.2), which listens."""
-    a = Speaker(a_as, A_ID, listen=(str(A), 0), rng=random.Random(1))
-    b = Speaker(b_as, B_ID, listen=(str(B), 0), rng=random.Random(2))
-    async with a, b:
-        assert b.listen_port is not None and a.listen_port is not None
-        await a.add_peer(
-            PeerConfig(B, b_as, port=b.listen_port, local_address=A, **{**FAST, **(a_peer or {})})
-        )
-        await b.add_peer(
-            PeerConfig(
-                A, a_as, passive=not b_active, port=a.listen_port, local_address=B,
-                **{**FAST, **(b_peer or {})},
-            )
-        )  # fmt: skip
-        await body(a, b)
-
+from .loopback import A, B, next_down, pair, run, state, until
 
 ROUTES = {
     ip_network("203.0.113.10/32"): RouteAttributes(
@@ -173,6 +125,27 @@ def test_max_prefix_limit_ceases_the_session() -> None:
         assert not b.received_routes(A)
 
     run(pair(body, b_peer={"max_prefixes": 5}))
+
+
+def test_a_session_cut_again_soon_after_coming_up_backs_off_further() -> None:
+    """b keeps cutting a (over its prefix limit): a's retries wait 1, 2, 4 s (up to its
+    connect-retry time) instead of 1 s each time, because a session must stay up for a
+    connect-retry time before the back-off starts afresh."""
+    routes = {ip_network(f"203.0.113.{i}/32"): RouteAttributes() for i in range(10)}
+
+    async def body(a: Speaker, b: Speaker) -> None:
+        events = a.events()
+        a.set_routes(B, routes)
+        loop = asyncio.get_running_loop()
+        downs = []
+        for _ in range(3):
+            assert "code 6 subcode 1" in await asyncio.wait_for(next_down(events), 8)
+            downs.append(loop.time())
+        first, second = downs[1] - downs[0], downs[2] - downs[1]
+        assert 0.75 <= first < 1.5  # 1 s less up to a quarter of jitter, plus the reconnect
+        assert second >= 1.5  # 2 s less jitter: it was 1 s again before
+
+    run(pair(body, a_peer={"connect_retry_time": 4.0}, b_peer={"max_prefixes": 5}))
 
 
 def test_md5_matching_passwords_establish_and_a_wrong_one_does_not() -> None:
