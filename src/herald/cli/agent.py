@@ -121,6 +121,12 @@ def agent(
 def status(status_dir: Path, output: str) -> None:
     """Each agent: when it last applied a plan, its services, sessions and problems."""
     agents = query_all(status_dir)
+    # In the lab, the pods behind the Services are the lab kubelet's: its problems belong
+    # beside the agents' (a pod it could not start is a missing backend).
+    from herald.lab.kubelet import lab_problems
+
+    for problem in lab_problems():
+        click.echo(f"warning: {problem}", err=True)
     if output == "json":
         print_json([a.to_json() for a in agents])
         return

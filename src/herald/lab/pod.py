@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -24,6 +25,12 @@ class DualStackServer(ThreadingHTTPServer):
         # One socket for IPv4 and IPv6 clients alike.
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that resets its connection is the client's business; a traceback each
+        # time (socketserver's default) would fill the pod's log, which the lab kubelet
+        # keeps for what a pod says when it fails to start.
+        pass
 
 
 def handler(pod: str, node: str) -> type[BaseHTTPRequestHandler]:
@@ -50,7 +57,12 @@ def main() -> None:
     parser.add_argument("--node", required=True)
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
-    DualStackServer(("::", args.port), handler(args.name, args.node)).serve_forever()
+    try:
+        server = DualStackServer(("::", args.port), handler(args.name, args.node))
+    except OSError as err:
+        # One line, the last of the pod's log: the lab kubelet reports it as the reason.
+        sys.exit(f"pod {args.name}: cannot listen on port {args.port}: {err}")
+    server.serve_forever()
 
 
 if __name__ == "__main__":
