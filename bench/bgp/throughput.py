@@ -226,7 +226,9 @@ def start_receiver(kind: str, lab: Lab, work: Path) -> tuple[Any, Callable[[], i
         speaker = HeraldSpeaker(
             lab, "tx",
             ["--local-as", str(TX_AS), "--router-id", TX_V4, "--peer", f"[{RX_V6}]:{RX_AS}",
-             "--status-interval", "0.1", "--log-level", "WARNING"],
+             "--status-interval", "0.1", "--log-level", "WARNING",
+             # A million received routes: past the default limit of 10,000.
+             "--max-prefixes", "0"],
             work, HERALD,
         )  # fmt: skip
         speaker.start()

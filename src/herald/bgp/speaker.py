@@ -1,16 +1,17 @@
 """The BGP speaker: many peers, their Adj-RIBs, and the agent's API. No global state.
 
-The agent states what each peer should hear (`set_routes`: desired state); the speaker
-diffs it against what that peer's session has been sent (Adj-RIB-Out) and sends the
-difference as packed UPDATEs, coalescing bursts of changes. What peers send is kept in
-their Adj-RIB-In (with a prefix limit); herald does not select or install routes.
+The agent states what each peer should hear (`set_routes`: desired state); the peer's pure
+`AdjRibOut` computes the difference with what its session has been sent, as packed UPDATEs,
+and the speaker writes them, coalescing bursts of changes. What peers send is kept in their
+Adj-RIB-In (with a prefix limit); herald does not select or install routes.
 
 Graceful restart (RFC 4724): every OPEN carries the capability with our restart time and
 forwarding preserved for each family (the kernel datapath survives a herald restart); a
 speaker started with `restarting=True` also sets the Restart State bit on each peer's first
 session. After the initial sync of a session, End-of-RIB follows for each family. As a
 helper, a peer's routes are kept, marked stale, when its session fails without a
-NOTIFICATION, until it re-sends them and its End-of-RIB, or until its restart time runs out.
+NOTIFICATION, until it re-sends them and its End-of-RIB, or until its restart time runs out:
+the pure `GracefulRestartHelper` decides, the speaker holds its one timer per peer.
 
 Each peer's Adj-RIB-Out sync is a supervised task: if it fails, the session is ended with
 Cease / Out of Resources (RFC 4486 subcode 8), since what the peer heard is no longer known,
@@ -24,25 +25,19 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from herald.bfd.endpoint import Endpoint
 from herald.bfd.packet import State as BfdState
 from herald.bfd.session import StateChange
-from herald.bgp.export import (
-    ExportContext,
-    Network,
-    RouteAttributes,
-    export_attributes,
-    family_of,
-    next_hops,
-)
+from herald.bgp.adj_rib_out import AdjRibOut
+from herald.bgp.export import ExportContext, Network, RouteAttributes, family_of, next_hops
 from herald.bgp.fsm import Deliver, SessionConfig, SessionDown, SessionEstablished, State
+from herald.bgp.graceful_restart import GracefulRestartHelper, graceful_restart_of
 from herald.bgp.limits import AS_NUMBER
 from herald.bgp.listener import Listener
-from herald.bgp.packing import announcements, encode_all, withdrawals
 from herald.bgp.peer import IPAddress, PeerConfig
 from herald.bgp.session import Session
 from herald.bgp.supervise import Supervised
@@ -55,7 +50,6 @@ from herald.bgp.wire import (
     GracefulRestartFamily,
     MultiProtocol,
     Negotiated,
-    Open,
     PathAttributes,
     Prefix,
     RouteRefresh,
@@ -63,7 +57,7 @@ from herald.bgp.wire import (
     Treatment,
     Update,
 )
-from herald.bgp.wire.errors import CeaseSubcode, ErrorCode
+from herald.bgp.wire.errors import CeaseSubcode
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +73,12 @@ class PeerEvent:
 
 @dataclass(frozen=True)
 class PeerStatus:
-    """What `herald bgp peers` shows of one peer."""
+    """What `herald bgp peers` shows of one peer.
+
+    `families`: what the Established session negotiated ("ipv4-unicast", ...), empty
+    otherwise. `unsent_prefixes`: desired routes not sent because their family (listed in
+    `unsent_families`) was not negotiated; 0 without a session.
+    """
 
     peer: IPAddress
     peer_as: int
@@ -92,18 +91,19 @@ class PeerStatus:
     messages_out: int
     last_down: str | None
     bfd: str | None = None  # the BFD session's state, None without BFD
+    families: tuple[str, ...] = ()
+    unsent_prefixes: int = 0
+    unsent_families: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
 class _Peer:
     config: PeerConfig
     session: Session
-    desired: dict[Network, RouteAttributes] = field(default_factory=dict)
-    sent: dict[Family, dict[Prefix, PathAttributes]] = field(default_factory=dict)
-    received: dict[Prefix, PathAttributes] = field(default_factory=dict)
-    stale: set[Prefix] = field(default_factory=set)
-    stale_timer: asyncio.TimerHandle | None = None
-    end_of_rib_pending: set[Family] = field(default_factory=set)
+    rib_out: AdjRibOut = field(default_factory=AdjRibOut)
+    received: dict[Prefix, PathAttributes] = field(default_factory=dict)  # Adj-RIB-In
+    restart: GracefulRestartHelper = field(default_factory=GracefulRestartHelper)
+    stale_timer: asyncio.TimerHandle | None = None  # at restart.next_deadline()
     established_at: float | None = None
     sessions: int = 0
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
@@ -248,18 +248,18 @@ class Speaker:
     def set_routes(self, peer: IPAddress, routes: Mapping[Network, RouteAttributes]) -> None:
         """What `peer` should hear from now on; the difference is sent in the background."""
         state = self._peer(peer)
-        state.desired = dict(routes)
+        state.rib_out.set_routes(routes)
         state.dirty.set()
 
     def announce(self, peer: IPAddress, prefix: Network, attributes: RouteAttributes) -> None:
         """One route more (or changed) in `peer`'s desired state."""
         state = self._peer(peer)
-        state.desired[prefix] = attributes
+        state.rib_out.announce(prefix, attributes)
         state.dirty.set()
 
     def withdraw(self, peer: IPAddress, prefix: Network) -> None:
         state = self._peer(peer)
-        state.desired.pop(prefix, None)
+        state.rib_out.withdraw(prefix)
         state.dirty.set()
 
     def request_refresh(self, peer: IPAddress, family: Family) -> bool:
@@ -274,17 +274,13 @@ class Speaker:
         return dict(self._peer(peer).received)
 
     def advertised_routes(self, peer: IPAddress) -> dict[Prefix, PathAttributes]:
-        return {p: a for table in self._peer(peer).sent.values() for p, a in table.items()}
+        return self._peer(peer).rib_out.advertised()
 
     async def wait_synced(self, peer: IPAddress) -> None:
-        """Until every desired route of an established `peer` has been written out."""
+        """Until every desired route an established `peer` can carry has been written out."""
         state = self._peer(peer)
-        while state.dirty.is_set() or not self._in_sync(state):
+        while state.dirty.is_set() or not state.rib_out.synced:
             await asyncio.sleep(0.01)
-
-    def _in_sync(self, peer: _Peer) -> bool:
-        advertised = sum(len(table) for table in peer.sent.values())
-        return peer.session.state is State.ESTABLISHED and advertised == len(peer.desired)
 
     def _peer(self, address: IPAddress) -> _Peer:
         try:
@@ -303,12 +299,15 @@ class Speaker:
                 state=p.session.state,
                 uptime=now - p.established_at if p.established_at is not None else None,
                 received_prefixes=len(p.received),
-                stale_prefixes=len(p.stale),
-                advertised_prefixes=sum(len(table) for table in p.sent.values()),
+                stale_prefixes=len(p.restart.stale),
+                advertised_prefixes=p.rib_out.advertised_count,
                 messages_in=p.session.messages_in,
                 messages_out=p.session.messages_out,
                 last_down=p.session.last_down.reason if p.session.last_down else None,
                 bfd=self._bfd_state(address),
+                families=_names(p.rib_out.families),
+                unsent_prefixes=p.rib_out.unsent_count,
+                unsent_families=_names(p.rib_out.unsent_families),
             )
             for address, p in self._peers.items()
         ]
@@ -317,7 +316,7 @@ class Speaker:
         state = self._bfd.state(address) if self._bfd is not None else None
         return state.name.lower() if state is not None else None
 
-    async def events(self) -> AsyncIterator[PeerEvent]:
+    async def events(self) -> AsyncGenerator[PeerEvent, None]:
         """Every peer event from now on, for as long as the caller iterates."""
         queue: asyncio.Queue[PeerEvent] = asyncio.Queue()
         self._subscribers.add(queue)
@@ -339,18 +338,28 @@ class Speaker:
             return
         peer.sessions += 1
         peer.established_at = time.monotonic()
-        peer.sent = {}
-        peer.end_of_rib_pending = set(established.negotiated.families)
-        self._restart_helper_on_reconnect(peer, established)
+        local = session.local_address
+        if local is not None:  # always, for an established connection
+            peer.rib_out.session_up(established.negotiated, self._export_context(peer, local))
+        self._remove_received(
+            peer, peer.restart.session_up(graceful_restart_of(established.peer_open))
+        )
+        self._set_stale_timer(peer)
         # Only the first session after a restart says so (RFC 4724 Restart State bit).
         session.fsm_config = self._fsm_config(peer.config, False)
         log.info(
             "event=session_established peer=%s hold=%d families=%s local=%s",
             session.key,
             established.hold_time,
-            ",".join(sorted(str(f) for f in established.negotiated.families)),
+            ",".join(_names(established.negotiated.families)),
             session.local_address,
         )
+        if peer.rib_out.unsent_count:
+            log.warning(
+                "event=routes_not_sent peer=%s families=%s routes=%d reason=family_not_negotiated",
+                session.key, ",".join(_names(peer.rib_out.unsent_families)),
+                peer.rib_out.unsent_count,
+            )  # fmt: skip
         self._publish(PeerEvent(session.key, State.ESTABLISHED))
         peer.dirty.set()
 
@@ -369,7 +378,7 @@ class Speaker:
                 return
             # RFC 2918: re-send the whole Adj-RIB-Out of that family.
             log.info("event=route_refresh peer=%s family=%s", session.key, message.family)
-            peer.sent.pop(message.family, None)
+            peer.rib_out.refresh(message.family)
             peer.dirty.set()
             return
         for treatment in deliver.treatments:
@@ -388,7 +397,7 @@ class Speaker:
                 self._publish(PeerEvent(session.key, session.state, down.reason))
             return
         peer.established_at = None
-        peer.sent = {}
+        peer.rib_out.session_down()
         self._restart_helper_on_down(peer, down)
         self._publish(PeerEvent(session.key, State.IDLE, down.reason))
 
@@ -400,13 +409,12 @@ class Speaker:
             self._end_of_rib_received(peer, end_of_rib)
             return
         attributes = update.attributes
-        for prefix in update.withdrawn:
-            peer.received.pop(prefix, None)
-            peer.stale.discard(prefix)
+        withdrawn = update.withdrawn
         if attributes.mp_unreach is not None:
-            for prefix in attributes.mp_unreach.withdrawn:
-                peer.received.pop(prefix, None)
-                peer.stale.discard(prefix)
+            withdrawn += attributes.mp_unreach.withdrawn
+        for prefix in withdrawn:
+            peer.received.pop(prefix, None)
+        peer.restart.refreshed(withdrawn)
         announced = update.nlri + (attributes.mp_reach.nlri if attributes.mp_reach else ())
         if not announced:
             return
@@ -421,7 +429,7 @@ class Speaker:
             kept = replace(kept, local_pref=None)  # RFC 7606 §7.5: not from an eBGP peer
         for prefix in announced:
             peer.received[prefix] = kept
-            peer.stale.discard(prefix)
+        peer.restart.refreshed(announced)
         limit = peer.config.max_prefixes
         if limit is not None and len(peer.received) > limit:
             log.warning(
@@ -437,102 +445,84 @@ class Speaker:
         gone = [p for p in peer.received if family_of(p.network) == family]
         for prefix in gone:
             del peer.received[prefix]
-            peer.stale.discard(prefix)
+        peer.restart.refreshed(gone)
 
-    # --- graceful restart, helper side ---------------------------------------------------
+    # --- graceful restart, helper side: the pure helper decides, this holds its timer ----
 
     def _restart_helper_on_down(self, peer: _Peer, down: SessionDown) -> None:
-        """RFC 4724 §4.2: a peer that can restart keeps its routes (stale) when the session
-        fails without a NOTIFICATION; any NOTIFICATION means a deliberate end: drop them."""
-        peer_gr = _graceful_restart(peer.session.last_peer_open)
-        hold_expired = down.sent is not None and down.sent.code == ErrorCode.HOLD_TIMER_EXPIRED
-        if peer_gr is None or down.received is not None or (down.sent and not hold_expired):
+        peer_gr = graceful_restart_of(peer.session.last_peer_open)
+        now = asyncio.get_running_loop().time()
+        if not peer.restart.session_down(peer.received, down, peer_gr, now):
             peer.received.clear()
-            peer.stale.clear()
-            return
-        peer.stale = set(peer.received)
-        log.info(
-            "event=peer_routes_stale peer=%s routes=%d restart_time=%d",
-            peer.config.address, len(peer.stale), peer_gr.restart_time,
-        )  # fmt: skip
+        elif peer_gr is not None:
+            log.info(
+                "event=peer_routes_stale peer=%s routes=%d restart_time=%d",
+                peer.config.address, len(peer.restart.stale), peer_gr.restart_time,
+            )  # fmt: skip
+        self._set_stale_timer(peer)
+
+    def _end_of_rib_received(self, peer: _Peer, family: Family) -> None:
+        log.info("event=end_of_rib_received peer=%s family=%s", peer.config.address, family)
+        self._remove_received(peer, peer.restart.end_of_rib(family))
+        self._set_stale_timer(peer)
+
+    def _set_stale_timer(self, peer: _Peer) -> None:
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
-        peer.stale_timer = asyncio.get_running_loop().call_later(
-            peer_gr.restart_time, self._restart_time_over, peer
-        )
+            peer.stale_timer = None
+        deadline = peer.restart.next_deadline()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            peer.stale_timer = loop.call_at(deadline, self._restart_time_over, peer)
 
     def _restart_time_over(self, peer: _Peer) -> None:
         # A timer callback: an exception would only reach asyncio's handler and the routes
         # would stay stale for ever, so whatever fails, the stale routes go.
+        peer.stale_timer = None
+        gone: list[Prefix] = []
         try:
-            self._purge_stale(peer, None)
+            gone = peer.restart.handle_timer(asyncio.get_running_loop().time())
+            self._remove_received(peer, gone)
         except Exception as error:
             log.error(
                 "event=task_failed task=stale_routes peer=%s error=%r action=drop_stale",
                 peer.config.address, error, exc_info=error,
             )  # fmt: skip
-            for prefix in peer.stale:
+            for prefix in [*gone, *peer.restart.clear()]:
                 peer.received.pop(prefix, None)
-            peer.stale.clear()
-            peer.stale_timer = None
+        self._set_stale_timer(peer)
 
-    def _restart_helper_on_reconnect(self, peer: _Peer, established: SessionEstablished) -> None:
-        if not peer.stale:
-            return
-        gr = _graceful_restart(established.peer_open)
-        kept = {f.family for f in gr.families if f.forwarding_preserved} if gr else set()
-        for family in {family_of(p.network) for p in peer.stale} - kept:
-            self._purge_stale(peer, family)
-
-    def _end_of_rib_received(self, peer: _Peer, family: Family) -> None:
-        log.info("event=end_of_rib_received peer=%s family=%s", peer.config.address, family)
-        self._purge_stale(peer, family)
-
-    def _purge_stale(self, peer: _Peer, family: Family | None) -> None:
-        gone = [p for p in peer.stale if family is None or family_of(p.network) == family]
-        for prefix in gone:
+    def _remove_received(self, peer: _Peer, stale: list[Prefix]) -> None:
+        for prefix in stale:
             peer.received.pop(prefix, None)
-            peer.stale.discard(prefix)
-        if gone:
-            log.info("event=stale_routes_removed peer=%s routes=%d", peer.config.address, len(gone))
-        if not peer.stale and peer.stale_timer is not None:
-            peer.stale_timer.cancel()
-            peer.stale_timer = None
+        if stale:
+            log.info(
+                "event=stale_routes_removed peer=%s routes=%d", peer.config.address, len(stale)
+            )
 
-    # --- Adj-RIB-Out ---------------------------------------------------------------------
+    # --- Adj-RIB-Out: the pure AdjRibOut decides, this writes ---------------------------
 
     def _sync_failed(self, peer: _Peer, error: Exception) -> None:
         """What the peer heard of a failed sync is unknown: end the session, so the peer
         drops our routes and the next session starts from an empty Adj-RIB-Out."""
-        peer.sent = {}
+        peer.rib_out.forget()
         peer.session.cease(CeaseSubcode.OUT_OF_RESOURCES, f"announcing routes failed: {error!r}")
 
     async def _sync_loop(self, peer: _Peer) -> None:
-        """Sends the difference between desired and sent whenever either changes."""
+        """Writes what the Adj-RIB-Out says is due whenever desired routes or the session
+        change; a burst of changes while a write drains becomes one difference."""
         while True:
             await peer.dirty.wait()
             peer.dirty.clear()
-            session = peer.session
-            negotiated = session.negotiated
-            local = session.local_address
-            if negotiated is None or local is None:
+            outgoing = peer.rib_out.next_updates()
+            if outgoing is None or not peer.session.send_frames(outgoing.encode()):
                 continue
-            desired = self._exported(peer, self._export_context(peer, local), negotiated.families)
-            updates: list[Update] = []
-            for family, table in sorted(desired.items()):
-                gone, changed = _changes(table, peer.sent.get(family, {}))
-                updates += withdrawals(gone, family, negotiated)
-                updates += announcements(changed, family, negotiated)
-            updates += [Update.end_of_rib(f) for f in sorted(peer.end_of_rib_pending)]
-            peer.end_of_rib_pending.clear()
-            if not updates or not session.send_frames(encode_all(updates, negotiated)):
-                continue
-            peer.sent = desired
+            peer.rib_out.mark_sent(outgoing)
             log.info(
                 "event=updates_sent peer=%s messages=%d advertised=%d",
-                peer.config.address, len(updates), sum(len(t) for t in desired.values()),
+                peer.config.address, len(outgoing.updates), outgoing.advertised,
             )  # fmt: skip
-            await session.drain()
+            await peer.session.drain()
 
     def _export_context(self, peer: _Peer, local: IPAddress) -> ExportContext:
         v4, v6 = next_hops(
@@ -540,40 +530,9 @@ class Speaker:
         )
         return ExportContext(self.local_as, peer.config.peer_as == self.local_as, v4, v6)
 
-    def _exported(
-        self, peer: _Peer, context: ExportContext, families: Iterable[Family]
-    ) -> dict[Family, dict[Prefix, PathAttributes]]:
-        """The desired routes as this session's peer must receive them, per family."""
-        out: dict[Family, dict[Prefix, PathAttributes]] = {f: {} for f in families}
-        # Routes share RouteAttributes objects, and peer.desired keeps them alive while this
-        # runs: memoising by identity avoids hashing a dataclass per route.
-        memo: dict[tuple[int, Family], PathAttributes] = {}
-        for network, route in peer.desired.items():
-            family = family_of(network)
-            table = out.get(family)
-            if table is None:
-                continue
-            key = (id(route), family)
-            attributes = memo.get(key)
-            if attributes is None:
-                attributes = memo[key] = export_attributes(route, family, context)
-            table[Prefix(network)] = attributes
-        return out
 
-
-def _changes(
-    desired: dict[Prefix, PathAttributes], sent: dict[Prefix, PathAttributes]
-) -> tuple[list[Prefix], dict[Prefix, PathAttributes]]:
-    """Adj-RIB-Out diff of one family: prefixes to withdraw, routes to (re)announce."""
-    if not sent:
-        return [], desired
-    gone = [p for p in sent if p not in desired]
-    changed = {}
-    for prefix, attributes in desired.items():
-        old = sent.get(prefix)
-        if old is not attributes and old != attributes:
-            changed[prefix] = attributes
-    return gone, changed
+def _names(families: Iterable[Family]) -> tuple[str, ...]:
+    return tuple(str(family) for family in sorted(families))
 
 
 def refresh_ignored(message: RouteRefresh, negotiated: Negotiated | None) -> str | None:
@@ -589,10 +548,3 @@ def refresh_ignored(message: RouteRefresh, negotiated: Negotiated | None) -> str
     if message.subtype != 0:
         return "not_a_request"
     return None
-
-
-def _graceful_restart(open_message: Open | None) -> GracefulRestart | None:
-    if open_message is None:
-        return None
-    capabilities = open_message.capabilities
-    return next((c for c in capabilities if isinstance(c, GracefulRestart)), None)

@@ -3,6 +3,10 @@
 An engineer points it at a router to test it: sessions come up, the given prefixes are
 announced to every peer with the given attributes, each state change is printed, and
 Ctrl-C ends it (with a Cease to each peer).
+
+Its own background work (printing events, the periodic status) is supervised like the
+speaker's: a failure there is logged and the task started again, never lost silently while
+the sessions go on.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
@@ -24,8 +28,10 @@ import yaml
 from herald.api.bgp import parse_large_community, parse_standard_community
 from herald.bfd.session import Timers
 from herald.bgp.export import Network, RouteAttributes
+from herald.bgp.limits import DEFAULT_MAX_PREFIXES
 from herald.bgp.peer import BGP_PORT, PeerConfig
 from herald.bgp.speaker import Speaker
+from herald.bgp.supervise import Supervised, default_delay
 from herald.bgp.wire import LargeCommunity
 
 
@@ -120,7 +126,13 @@ def _load_file(path: Path) -> Any:
 @click.option("--connect-retry", type=float, default=120.0, show_default=True)
 @click.option("--ebgp-multihop", type=int, default=None, help="TTL towards eBGP peers.")
 @click.option("--ttl-security", type=int, default=None, help="GTSM: hops to the peer.")
-@click.option("--max-prefixes", type=int, default=None, help="Cease when a peer sends more.")
+@click.option(
+    "--max-prefixes",
+    type=int,
+    default=DEFAULT_MAX_PREFIXES,
+    show_default=True,
+    help="Cease when a peer sends more prefixes; 0: no limit.",
+)
 @click.option("--graceful-restart", type=int, default=120, show_default=True, help="0: off.")
 @click.option("--bfd-interval", type=int, default=None, help="BFD with this TX/RX interval (ms).")
 @click.option(
@@ -195,7 +207,7 @@ def _peer_config(text: str, options: dict[str, Any]) -> PeerConfig:
             password=options["md5_password"],
             ebgp_multihop=options["ebgp_multihop"],
             ttl_security_hops=options["ttl_security"],
-            max_prefixes=options["max_prefixes"],
+            max_prefixes=options["max_prefixes"] or None,
             graceful_restart_time=gr if gr > 0 else None,
             ipv6_next_hop=IPv6Address(options["next_hop_ipv6"])
             if options["next_hop_ipv6"]
@@ -234,32 +246,56 @@ async def _speak(
             signal.SIGHUP, _reload, speaker, peers, routes_file, options["announced"], defaults
         )
     async with speaker:
-        watcher = asyncio.create_task(_print_events(speaker))
-        reporter = asyncio.create_task(_report(speaker, options["status_interval"]))
-        for peer in peers:
-            await speaker.add_peer(peer)
-            speaker.set_routes(peer.address, routes)
-        click.echo(f"speaking: {len(peers)} peer(s), {len(routes)} prefix(es); Ctrl-C ends")
-        await stop.wait()
-        watcher.cancel()
-        reporter.cancel()
+        tasks = background_tasks(speaker, options["status_interval"])
+        for task in tasks:
+            task.start()
+        try:
+            for peer in peers:
+                await speaker.add_peer(peer)
+                speaker.set_routes(peer.address, routes)
+            click.echo(f"speaking: {len(peers)} peer(s), {len(routes)} prefix(es); Ctrl-C ends")
+            await stop.wait()
+        finally:
+            for task in tasks:
+                await task.stop()
     click.echo("stopped")
 
 
+def background_tasks(
+    speaker: Speaker, status_interval: float, delay: Callable[[int], float] = default_delay
+) -> list[Supervised]:
+    """The command's long-lived tasks (not started): the event printer, and the status
+    report when `status_interval` is positive. `Supervised` logs a failure
+    (`event=task_failed task=print_events|status_report`) and starts the task again after
+    `delay(failures)`. Printing owes the peers nothing, so that is all a failure costs."""
+
+    def ignore(_: Exception) -> None:
+        pass
+
+    tasks = [Supervised("print_events", lambda: _print_events(speaker), ignore, delay)]
+    if status_interval > 0:
+        tasks.append(
+            Supervised("status_report", lambda: _report(speaker, status_interval), ignore, delay)
+        )
+    return tasks
+
+
 async def _print_events(speaker: Speaker) -> None:
-    async for event in speaker.events():
-        reason = f" reason={event.reason!r}" if event.reason else ""
-        click.echo(f"peer={event.peer} state={event.state.value}{reason}", nl=True)
+    # Closed on the way out, so that a failed printer leaves no subscription behind.
+    async with contextlib.aclosing(speaker.events()) as events:
+        async for event in events:
+            reason = f" reason={event.reason!r}" if event.reason else ""
+            click.echo(f"peer={event.peer} state={event.state.value}{reason}", nl=True)
 
 
 async def _report(speaker: Speaker, interval: float) -> None:
-    if interval <= 0:
-        return
     while True:
         await asyncio.sleep(interval)
         for s in speaker.status():
             click.echo(
                 f"peer={s.peer} state={s.state.value} received={s.received_prefixes} "
                 f"advertised={s.advertised_prefixes} in={s.messages_in} out={s.messages_out}"
+                + (f" families={','.join(s.families)}" if s.families else "")
+                + (f" unsent={s.unsent_prefixes}" if s.unsent_prefixes else "")
                 + (f" bfd={s.bfd}" if s.bfd else "")
             )

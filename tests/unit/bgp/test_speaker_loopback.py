@@ -221,3 +221,23 @@ def test_route_refresh_is_answered_with_the_adj_rib_out() -> None:
         assert len(b.received_routes(A)) == 3
 
     run(pair(body))
+
+
+def test_status_names_the_negotiated_families_and_counts_routes_not_sent() -> None:
+    """b offers IPv4 only: a's IPv6 route cannot go, and a's status says so (the agent turns
+    it into a problem) instead of the route silently never arriving."""
+
+    async def body(a: Speaker, b: Speaker) -> None:
+        a.set_routes(B, ROUTES)
+        await until(lambda: len(b.received_routes(A)) == 2)
+        status = a.status()[0]
+        assert status.families == ("ipv4-unicast",) and status.advertised_prefixes == 2
+        assert status.unsent_prefixes == 1 and status.unsent_families == ("ipv6-unicast",)
+        assert b.status()[0].families == ("ipv4-unicast",) and b.status()[0].unsent_prefixes == 0
+        await b.remove_peer(A)
+        await until(lambda: state(a) is not State.ESTABLISHED)
+        status = a.status()[0]
+        assert status.families == () and status.unsent_prefixes == 0
+        assert status.unsent_families == ()
+
+    run(pair(body, b_peer={"families": frozenset({IPV4_UNICAST})}))

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from herald.bgp import adj_rib_out as adj_rib_out_module
 from herald.bgp import session as session_module
-from herald.bgp import speaker as speaker_module
 from herald.bgp.export import RouteAttributes
 from herald.bgp.fsm import State
 from herald.bgp.session import Session
@@ -56,8 +56,8 @@ def test_a_failing_sync_ceases_the_session_and_the_table_is_sent_again(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Only a has routes to announce; b's sync (an End-of-RIB alone) must not be the one.
-    failing = fails_once(speaker_module.announcements, when=lambda routes, *_: bool(routes))
-    monkeypatch.setattr(speaker_module, "announcements", failing)
+    failing = fails_once(adj_rib_out_module.announcements, when=lambda routes, *_: bool(routes))
+    monkeypatch.setattr(adj_rib_out_module, "announcements", failing)
 
     async def body(a: Speaker, b: Speaker) -> None:
         events = b.events()
@@ -137,18 +137,8 @@ def test_a_failing_stale_timer_still_drops_the_stale_routes(
 ) -> None:
     async def body(a: Speaker, b: Speaker) -> None:
         b_peer = b._peers[A]
-        purge = b._purge_stale
-        timer_purges = 0
-
-        def purge_failing_on_timer(peer: Any, family: Any) -> None:
-            nonlocal timer_purges
-            if family is None:  # the restart timer's purge (End-of-RIB passes a family)
-                timer_purges += 1
-                if timer_purges == 1:
-                    raise RuntimeError("injected failure")
-            purge(peer, family)
-
-        b._purge_stale = purge_failing_on_timer  # type: ignore[method-assign]
+        # The restart timer's call into the helper fails (End-of-RIB takes another path).
+        b_peer.restart.handle_timer = fails_once(b_peer.restart.handle_timer)  # type: ignore[method-assign]
         a.set_routes(B, dict(list(ROUTES.items())[:2]))
         await until(lambda: len(b.received_routes(A)) == 2)
         # a goes away without a NOTIFICATION and does not come back.
@@ -158,7 +148,7 @@ def test_a_failing_stale_timer_still_drops_the_stale_routes(
         await until(lambda: b.status()[0].stale_prefixes == 2)
         await a.remove_peer(B)
         await until(lambda: not b.received_routes(A), timeout=5)
-        assert not b_peer.stale and b_peer.stale_timer is None
+        assert not b_peer.restart.stale and b_peer.stale_timer is None
 
     run(pair(body, a_peer={"graceful_restart_time": 1}))
     assert logged(caplog, "event=task_failed", "task=stale_routes peer=127.0.0.1")
