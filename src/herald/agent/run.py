@@ -240,6 +240,9 @@ class Agent:
                         advertised=status.advertised_prefixes,
                         last_down=status.last_down,
                         bfd=status.bfd,
+                        families=status.families,
+                        unsent=status.unsent_prefixes,
+                        unsent_families=status.unsent_families,
                         routes=tuple(
                             sorted(
                                 str(prefix.network)
@@ -255,8 +258,21 @@ class Agent:
             services=tuple(s.key for s in plan.services) if plan else (),
             peers=tuple(peers),
             l2=self._l2.status(),
-            problems=(*self._applied.source_problems, *self._applied.errors),
+            problems=(
+                *self._applied.source_problems,
+                *self._applied.errors,
+                *(_unsent(peer) for peer in peers if peer.unsent),
+            ),
         )
+
+
+def _unsent(peer: SessionStatus) -> str:
+    """Routes the plan announces that a session cannot carry: said, not skipped silently."""
+    return (
+        f"bgp: peer {peer.name} ({peer.peer}): {peer.unsent} routes of "
+        f"{', '.join(peer.unsent_families)} not sent: the peer did not negotiate that family "
+        f"(negotiated: {', '.join(peer.families) or 'none'}); enable it on the router"
+    )
 
 
 def _nftables() -> NftApi:

@@ -46,6 +46,10 @@ class SessionStatus(_StatusModel):
     last_down: str | None = None
     bfd: str | None = None
     routes: tuple[str, ...] = ()
+    # What the session negotiated, and the routes it cannot carry for lack of a family.
+    families: tuple[str, ...] = ()
+    unsent: int = 0
+    unsent_families: tuple[str, ...] = ()
 
     @property
     def established(self) -> bool:

@@ -16,7 +16,9 @@ from herald.agent.plan import PeerPlan, SpeakerKey, plan_node
 from herald.agent.run import Agent, AgentConfig, _routes
 from herald.api.snapshot import ClusterState
 from herald.bgp.export import RouteAttributes
+from herald.bgp.fsm import State
 from herald.bgp.peer import PeerConfig
+from herald.bgp.speaker import PeerStatus
 from herald.dataplane.apply import Nft
 
 from .test_plan import SEED_STATUS, endpoints, seed_files, state
@@ -187,3 +189,34 @@ def test_why_the_source_keeps_an_older_snapshot_is_in_the_agents_problems() -> N
     assert runner.status().problems == kept.problems
     asyncio.run(runner.apply_snapshot(good))
     assert runner.status().problems == ()
+
+
+class SpeakerWithUnsentRoutes:
+    """What a speaker reports when its peer did not negotiate IPv6."""
+
+    def __init__(self, address: ipaddress.IPv4Address) -> None:
+        self.address = address
+
+    def status(self) -> list[PeerStatus]:
+        return [
+            PeerStatus(
+                self.address, 64512, State.ESTABLISHED, 5.0, 0, 0, 1, 3, 3, None,
+                families=("ipv4-unicast",), unsent_prefixes=1, unsent_families=("ipv6-unicast",),
+            )
+        ]  # fmt: skip
+
+    def advertised_routes(self, peer: object) -> list[object]:
+        return []
+
+
+def test_routes_a_session_cannot_carry_are_a_problem() -> None:
+    runner = agent(FakeNft())
+    address = ipaddress.IPv4Address("192.0.2.1")
+    key = SpeakerKey("i", 64512, "192.0.2.21", 179)
+    runner._applied.peers["i/router"] = (key, PeerConfig(address, 64512))
+    runner._speakers[key] = SpeakerWithUnsentRoutes(address)  # type: ignore[assignment]
+    status = runner.status()
+    assert status.peers[0].unsent_families == ("ipv6-unicast",)
+    (problem,) = status.problems
+    assert "peer i/router (192.0.2.1): 1 routes of ipv6-unicast not sent" in problem
+    assert "negotiated: ipv4-unicast" in problem
