@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from herald.addresses import address_order
 from herald.api.core import HERALD_LB_CLASSES, EndpointConditions, EndpointSlice, Node, Service
 from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
 from herald.dataplane.endpoints import usable
@@ -84,7 +85,7 @@ def backends(slices: Iterable[EndpointSlice]) -> tuple[Backend, ...]:
             for address in endpoint.addresses:
                 ip = ipaddress.ip_address(address)
                 found[(ip, node)] = Backend(ip, node, ready, serving, terminating)
-    return tuple(found[key] for key in sorted(found, key=lambda k: (*_order(k[0]), k[1])))
+    return tuple(found[key] for key in sorted(found, key=lambda k: (*address_order(k[0]), k[1])))
 
 
 def can_serve(service: Service, slices: Iterable[EndpointSlice], node: str) -> bool:
@@ -145,7 +146,3 @@ def node_addresses(nodes: Iterable[Node]) -> tuple[tuple[str, IPAddress], ...]:
     """(node name, InternalIP) of every node, sorted by name then family."""
     pairs = [(node.metadata.name, a) for node in nodes for a in internal_addresses(node)]
     return tuple(sorted(pairs, key=lambda p: (p[0], p[1].version)))
-
-
-def _order(address: IPAddress) -> tuple[int, bytes]:
-    return address.version, address.packed

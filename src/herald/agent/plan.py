@@ -28,6 +28,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from herald.addresses import network_order
 from herald.api.bfd import BFDProfileSpec
 from herald.api.bgp import (
     WELL_KNOWN_COMMUNITIES,
@@ -179,7 +180,7 @@ def plan_node(
                         f"IPv4 transport needs an IPv6 next hop and node {node_name} has no "
                         "IPv6 InternalIP"
                     )
-                ordered = tuple(sorted(routes.items(), key=lambda r: _network_order(r[0])))
+                ordered = tuple(sorted(routes.items(), key=lambda r: network_order(r[0])))
                 peers.append(PeerPlan(speaker, peer.name, config_, ordered))
     problems += _unannounced(services, servable, wanted, announced, node_name)
     dataplane = []
@@ -544,7 +545,3 @@ def _node(state: ClusterState, name: str) -> Node:
     return Node.model_validate(
         {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
     )
-
-
-def _network_order(network: IPNetwork) -> tuple[int, bytes, int]:
-    return network.version, network.network_address.packed, network.prefixlen

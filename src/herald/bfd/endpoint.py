@@ -25,9 +25,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from herald.addresses import IPAddress
 from herald.bfd.packet import BfdError, State, decode
 from herald.bfd.session import Session, StateChange, Timers
-from herald.dataplane.model import IPAddress
 
 log = logging.getLogger(__name__)
 

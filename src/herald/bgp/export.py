@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address
 
+from herald.addresses import IPAddress, IPNetwork
 from herald.bgp.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -16,8 +17,7 @@ from herald.bgp.wire import (
     PathAttributes,
 )
 
-IPAddress = IPv4Address | IPv6Address
-Network = IPv4Network | IPv6Network
+Network = IPNetwork
 
 DEFAULT_LOCAL_PREF = 100
 

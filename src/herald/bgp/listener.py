@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from ipaddress import IPv6Address, ip_address
 
-from herald.bgp.peer import IPAddress
+from herald.addresses import IPAddress
 from herald.bgp.session import Session, normalise_address
 from herald.bgp.sockopts import MAX_TTL, apply_md5, apply_ttl
 

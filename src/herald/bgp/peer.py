@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
+from herald.addresses import IPAddress
 from herald.bfd.session import Timers
 from herald.bgp.limits import (
     AS_NUMBER,
@@ -20,8 +21,6 @@ from herald.bgp.limits import (
 )
 from herald.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, Family
 from herald.bgp.wire.negotiated import SUPPORTED_FAMILIES
-
-IPAddress = IPv4Address | IPv6Address
 
 BGP_PORT = 179
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address, ip_address
 from typing import Protocol
 
+from herald.addresses import IPAddress
 from herald.bgp.fsm import (
     Action,
     CloseConnection,
@@ -43,7 +44,7 @@ from herald.bgp.fsm import (
     State,
     collision_survivor,
 )
-from herald.bgp.peer import IPAddress, PeerConfig
+from herald.bgp.peer import PeerConfig
 from herald.bgp.sockopts import apply_md5, apply_ttl
 from herald.bgp.wire import (
     CodecError,

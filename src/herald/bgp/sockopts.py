@@ -13,7 +13,7 @@ import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
 
-IPAddress = IPv4Address | IPv6Address
+from herald.addresses import IPAddress
 
 TCP_MD5SIG = 14  # linux/tcp.h
 TCP_MD5SIG_MAXKEYLEN = 80

@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
+from herald.addresses import IPAddress
 from herald.bfd.endpoint import Endpoint
 from herald.bfd.packet import State as BfdState
 from herald.bfd.session import StateChange
@@ -38,7 +39,7 @@ from herald.bgp.fsm import Deliver, SessionConfig, SessionDown, SessionEstablish
 from herald.bgp.graceful_restart import GracefulRestartHelper, graceful_restart_of
 from herald.bgp.limits import AS_NUMBER
 from herald.bgp.listener import Listener
-from herald.bgp.peer import IPAddress, PeerConfig
+from herald.bgp.peer import PeerConfig
 from herald.bgp.session import Session
 from herald.bgp.supervise import Supervised
 from herald.bgp.wire import (

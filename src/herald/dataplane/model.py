@@ -7,12 +7,12 @@ compared with `==` to find what changed.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from herald.addresses import IPAddress, IPNetwork
+
+__all__ = ["IPAddress", "IPNetwork"]
 
 
 class Protocol(StrEnum):

@@ -13,6 +13,7 @@ from enum import IntEnum, IntFlag
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from herald.addresses import IPAddress
 from herald.bgp.wire.errors import (
     AppliedTreatment,
     CodecError,
@@ -113,9 +114,6 @@ class LargeCommunity:
     global_admin: int
     local_data1: int
     local_data2: int
-
-
-IPAddress = IPv4Address | IPv6Address
 
 
 @dataclass(frozen=True)

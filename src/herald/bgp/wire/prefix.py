@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
+from herald.addresses import IPNetwork
 from herald.bgp.wire.errors import CodecError
 from herald.bgp.wire.negotiated import Afi
 from herald.bgp.wire.reader import Reader
 
-Network = IPv4Network | IPv6Network
+Network = IPNetwork
 
 
 @dataclass(frozen=True, order=True)
