@@ -1,12 +1,14 @@
-"""One node's L2 announcements, kept current (the shell that joins liveness, owner choice and
-the responders).
+"""One node's L2 announcements, kept current (the shell that joins liveness, the ownership
+core and the responders).
 
 The caller says what may be announced (`set_announced`, from `policy.announcements` of the
 snapshot, and only for VIPs whose datapath rules are committed on this node). Whenever that
-changes, a peer changes state, a peer's claims change or the start grace ends, the
-announcer recomputes the owners from this node's view (`owners.node_view`), gives each
-interface's responder the VIPs this node owns there, and tells the peers through the
-heartbeats. Bursts of events are coalesced into one recomputation per loop iteration.
+changes, a peer changes state, a peer's claims change, the start grace ends or the
+ownership core's own deadline comes (an announcement due, a hold over), the announcer asks
+`ownership.Ownership` for a decision and carries it out in order: the responders answer
+for exactly this node's VIPs (releases first), the due announcements go out, and the peers
+are told through the heartbeats. Bursts of events are coalesced into one decision per loop
+iteration.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from herald.dataplane.model import IPAddress, IPNetwork
 from herald.l2.heartbeat import Address, ClaimsChanged, Config, Event, PeerChanged
 from herald.l2.liveness import Liveness
-from herald.l2.owners import Owner, node_view
-from herald.l2.policy import Announcement, matching_interfaces
-from herald.l2.responder import ANNOUNCE_AT, Responder
+from herald.l2.owners import Owner
+from herald.l2.ownership import ANNOUNCE_AT, Damping, Ownership
+from herald.l2.policy import Announcement, address_order
+from herald.l2.responder import Responder
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +37,30 @@ class Announcer:
         node: str,
         links: Mapping[str, Sequence[IPNetwork]],
         announce_at: Iterable[float] = ANNOUNCE_AT,
+        damping: Damping | None = None,
     ) -> None:
         self.node = node
         self.links = links
         self.announce_at = tuple(announce_at)
+        self.damping = damping
         self.announced: tuple[Announcement, ...] = ()
         self.view: dict[IPAddress, Owner] = {}
         self.responders: dict[str, Responder] = {}
         self._liveness: Liveness | None = None
+        self._ownership: Ownership | None = None
         self._scheduled = False
-        self._contested: set[IPAddress] = set()
-        self._alone = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._quiet = False
+        self._damped: frozenset[str] = frozenset()
+        self._yielded: frozenset[IPAddress] = frozenset()
         self._loop = asyncio.get_running_loop()
 
     async def open(self, config: Config, peers: Mapping[str, Address], bind: Address) -> None:
         self._liveness = await Liveness.open(
             config, peers, bind, self._on_event, self._on_liveness_failed
+        )
+        self._ownership = Ownership(
+            self.node, config.interval, config.detection_time, self.announce_at, self.damping
         )
         settles = self._liveness.started + config.detection_time + _SETTLE_MARGIN
         self._loop.call_at(settles, self._schedule)
@@ -75,6 +86,9 @@ class Announcer:
 
     def close(self) -> None:
         """Stops answering and tells the peers, which take over at once."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for responder in self.responders.values():
             responder.close()
         self.responders.clear()
@@ -99,51 +113,52 @@ class Announcer:
 
     def _update(self) -> None:
         self._scheduled = False
-        if self._liveness is None:
+        if self._liveness is None or self._ownership is None:
             return
-        known = self._liveness.view()
-        self.view = node_view(
-            self.node,
-            self.announced,
-            known.live,
-            known.heard,
-            known.peer_count,
-            known.claims,
-            self.view,
-            self._loop.time(),
-            known.settled,
+        ownership = self._ownership
+        decision = ownership.update(
+            self._loop.time(), self._liveness.view(), self.announced, self.links
         )
-        per_interface: dict[str, set[IPAddress]] = {}
-        for vip, owner in self.view.items():
-            if owner.node == self.node:
-                for name in matching_interfaces(owner.interfaces, self.links, vip):
-                    per_interface.setdefault(name, set()).add(vip)
-        mine = {v for vips in per_interface.values() for v in vips}
-        # Announce again what the segment may have been told otherwise while this node was
-        # out of touch: VIPs it keeps while another live node also claims them (the other
-        # stops as soon as it computes the same owners), and, when it hears a peer again
-        # after hearing none (its link or the heartbeat path was cut), everything it
-        # kept meanwhile, since others took it over and announced it.
-        others = {v for n, vips in known.claims.items() if n != self.node for v in vips}
-        contested = others & mine
-        alone = not known.heard
-        again = contested - self._contested
-        if self._alone and not alone:
-            again = mine
-            log.info("event=l2_rejoined node=%s reannounce=%d", self.node, len(mine))
-        for name in sorted(set(self.responders) | set(per_interface)):
-            responder = self._responder(name)
-            responder.set_owned(per_interface.get(name, ()))
-            responder.announce(again)
-        self._contested, self._alone = contested, alone
+        self.view = decision.owners
+        # Releases before anything is said: not one more answer for a VIP given up.
+        for name in sorted(set(self.responders) | set(decision.answer)):
+            self._responder(name).set_owned(decision.answer.get(name, ()), announce=False)
+        for responder in self.responders.values():
+            responder.send_announcements(decision.announce)
+        if decision.quiet != self._quiet:
+            self._quiet = decision.quiet
+            log.warning(
+                "event=l2_flapping node=%s action=%s",
+                self.node,
+                "quiet" if decision.quiet else "resume",
+            )
+            self._liveness.set_quiet(decision.quiet)
+        damped = ownership.damped_peers()
+        for peer in sorted(damped ^ self._damped):
+            log.warning(
+                "event=l2_peer_flapping node=%s peer=%s damped=%s", self.node, peer, peer in damped
+            )
+        self._damped = damped
+        yielded = ownership.yielded()
+        for vip in sorted(yielded - self._yielded, key=address_order):
+            # The other claimant does not hear this node (or does not count it).
+            log.warning("event=l2_yielded node=%s vip=%s", self.node, vip)
+        self._yielded = yielded
         # Claim only what is answered somewhere: a VIP with no matching interface here is
         # not served by this node, whatever the hash says.
-        self._liveness.set_owned(vip for vips in per_interface.values() for vip in vips)
+        self._liveness.set_owned(decision.mine)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = ownership.next_deadline()
+        if deadline is not None:
+            # Run at once, not via _schedule: the view read then is the freshest there is.
+            self._timer = self._loop.call_at(deadline, self._update)
 
     def _responder(self, interface: str) -> Responder:
         responder = self.responders.get(interface)
         if responder is None:
-            responder = Responder(interface, self.announce_at)
+            responder = Responder(interface, ())
             responder.open()
             self.responders[interface] = responder
         return responder

@@ -170,6 +170,22 @@ class Config:
 
 
 @dataclass(frozen=True)
+class View:
+    """What the heartbeats know at one moment, read in one piece: the nodes not declared
+    dead (`live`, this one included), the peers heard lately (`heard`), how many peers
+    there are, what each live node claims (this one included), whether the start grace
+    is over, and the dead peers that said they were leaving (`left`: they answer nothing
+    while away)."""
+
+    live: frozenset[str]
+    heard: frozenset[str]
+    peer_count: int
+    claims: dict[str, Collection[IPAddress]]
+    settled: bool
+    left: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class PeerChanged:
     node: str
     before: PeerState
@@ -202,6 +218,8 @@ class _Peer:
     # (incarnation, sequence) of the last accepted datagram: anything not above it is old.
     last_counter: tuple[int, int] = (-1, -1)
     vips: frozenset[IPAddress] = frozenset()
+    # Its last datagram said LEAVING.
+    left: bool = False
 
 
 @dataclass
@@ -215,6 +233,8 @@ class Heartbeat:
     sequence: int = 0
     next_send: float = 0.0
     outbox: list[tuple[bytes, Address]] = field(default_factory=list)
+    # A flapping node is silent (`set_quiet`): it still hears its peers.
+    quiet: bool = False
     # When the timer last ran. It runs at least once an interval, so a longer gap means this
     # node itself was stalled (starved of CPU, paused): see `_forgive_stall`.
     awake: float = 0.0
@@ -250,6 +270,17 @@ class Heartbeat:
         self.owned = frozenset()
         self._send_all(now, leaving=True)
 
+    def set_quiet(self, quiet: bool, now: float) -> None:
+        """Going quiet tells every peer this node is leaving (they take its VIPs over at
+        once), then sends nothing until it resumes; peers are still heard meanwhile."""
+        if quiet == self.quiet:
+            return
+        self.quiet = quiet
+        if quiet:
+            self.leave(now)
+        else:
+            self.next_send = min(self.next_send, now)
+
     def handle_datagram(self, data: bytes, address: Address, now: float) -> list[Event]:
         try:
             message = decode(data, self.config.key)
@@ -265,6 +296,7 @@ class Heartbeat:
         if skew is not None and abs(message.timestamp_ms / 1000 - self._wall(now)) > skew:
             return [Rejected(address, f"timestamp further than {skew}s from our clock")]
         peer.last_counter = counter
+        peer.left = message.leaving
         if message.leaving:
             peer.vips = frozenset()
             peer.last_heard = None
@@ -279,7 +311,8 @@ class Heartbeat:
     def handle_timer(self, now: float) -> list[Event]:
         self._forgive_stall(now)
         if now >= self.next_send:
-            self._send_all(now)
+            if not self.quiet:
+                self._send_all(now)
             # Keep the grid: a late timer does not push every later heartbeat back.
             self.next_send = max(self.next_send + self.config.interval, now)
         events: list[Event] = []
@@ -325,6 +358,20 @@ class Heartbeat:
         claims: dict[str, Collection[IPAddress]] = {self.config.node: self.owned}
         claims.update({n: p.vips for n, p in self.peers.items() if n in live})
         return claims
+
+    def left(self) -> frozenset[str]:
+        """The dead peers whose last word was LEAVING."""
+        return frozenset(n for n, p in self.peers.items() if p.left and p.state is PeerState.DEAD)
+
+    def view(self, now: float) -> View:
+        return View(
+            self.live(),
+            self.heard(),
+            len(self.peers),
+            self.claims(),
+            self.settled(now),
+            self.left(),
+        )
 
     # -- internals -------------------------------------------------------------------
 

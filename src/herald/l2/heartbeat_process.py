@@ -10,7 +10,8 @@ agent but a socket pair: it waits in epoll for a heartbeat, a command or the cor
 deadline, reads every queued datagram before running the timer, sends, and reports peer
 events with the new view to the agent.
 
-Commands from the agent: ("owned", VIPs), ("peers", {node: address}), ("tick", VIPs) once
+Commands from the agent: ("owned", VIPs), ("peers", {node: address}), ("quiet", bool) (a
+flapping node: say it leaves, then stay silent while still listening), ("tick", VIPs) once
 an interval from its event loop, ("close", leave). The agent's end closing (the agent died,
 even by SIGKILL) counts as ("close", True): peers are told at once that this node is
 leaving, and take over its VIPs without waiting.
@@ -64,6 +65,7 @@ def view_of(beat: Heartbeat) -> dict[str, Any]:
         "heard": beat.heard(),
         "peer_count": len(beat.peers),
         "claims": {node: frozenset(vips) for node, vips in beat.claims().items()},
+        "left": beat.left(),
     }
 
 
@@ -162,6 +164,8 @@ class Server:
                 self.beat.set_owned(value, time.monotonic())
             elif kind == "peers":
                 self.beat.set_peers(value)
+            elif kind == "quiet":
+                self.beat.set_quiet(bool(value), time.monotonic())
             elif kind == "close":
                 return bool(value)
         return None

@@ -16,13 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
 from herald.dataplane.model import IPAddress
-from herald.l2.heartbeat import Address, Config, Event, PeerChanged
+from herald.l2.heartbeat import Address, Config, Event, PeerChanged, View
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +45,6 @@ def start_config(node: str, key: bytes, **settings: float | int | None) -> Confi
         wall_offset=time.time() - time.monotonic(),
         **settings,  # type: ignore[arg-type]
     )
-
-
-@dataclass(frozen=True)
-class View:
-    """What the heartbeats know at one moment, read in one piece."""
-
-    live: frozenset[str]
-    heard: frozenset[str]
-    peer_count: int
-    claims: dict[str, Collection[IPAddress]]
-    settled: bool
 
 
 class Liveness:
@@ -127,6 +115,7 @@ class Liveness:
             reported.get("peer_count", 0),
             claims,
             time.monotonic() >= self.started + self.config.detection_time,
+            reported.get("left", frozenset()),
         )
 
     def set_owned(self, vips: Iterable[IPAddress]) -> None:
@@ -137,6 +126,11 @@ class Liveness:
 
     def set_peers(self, peers: Mapping[str, Address]) -> None:
         self._command("peers", dict(peers))
+
+    def set_quiet(self, quiet: bool) -> None:
+        """Quiet: peers are told this node leaves, then hear nothing (it still hears them)
+        until it is set back; for a node whose link flaps (`ownership`)."""
+        self._command("quiet", quiet)
 
     def close(self, leave: bool = True) -> None:
         """Stops; with `leave`, peers are told first so they take over at once."""

@@ -23,7 +23,10 @@ needs anyway.
 
 Ownership changes are immediate: `set_owned` stops answering for removed VIPs at once (and
 cancels their pending announcements) and announces added ones at once, then again after
-each delay of `ANNOUNCE_AT`, so a neighbour that missed one frame still moves.
+each delay of `ANNOUNCE_AT`, so a neighbour that missed one frame still moves. The
+announcer schedules announcements itself (`ownership.Ownership` decides when a node may
+announce, e.g. not while a peer has just come back): it passes `announce=False` and sends
+each announcement with `send_announcements`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from herald.dataplane.model import IPAddress
+from herald.l2.ownership import ANNOUNCE_AT
 from herald.l2.packets import (
     ETH_P_ARP,
     ETH_P_IPV6,
@@ -54,8 +58,7 @@ from herald.l2.policy import address_order
 
 log = logging.getLogger(__name__)
 
-# Seconds after taking over at which the announcements are sent.
-ANNOUNCE_AT = (0.0, 0.5, 1.0, 2.0)
+__all__ = ["ANNOUNCE_AT", "Responder"]
 # Frames read per wakeup: bounded, so a flood cannot starve the event loop.
 READ_BATCH = 64
 PACKET_OUTGOING = 4
@@ -102,7 +105,9 @@ class Responder:
         self._membership = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         log.info("event=l2_responder_open interface=%s mac=%s", self.interface, mac_text(self.mac))
 
-    def set_owned(self, vips: Iterable[IPAddress]) -> None:
+    def set_owned(self, vips: Iterable[IPAddress], announce: bool = True) -> None:
+        """Answers for exactly `vips` from now on; with `announce`, the added ones are
+        announced on the schedule."""
         owned = frozenset(vips)
         removed, added = self.owned - owned, owned - self.owned
         # Stop first: not one more answer for a VIP that is no longer ours.
@@ -117,7 +122,13 @@ class Responder:
             if isinstance(vip, ipaddress.IPv6Address):
                 self._join(solicited_node(vip))
             log.info("event=l2_owned interface=%s vip=%s", self.interface, vip)
-        self.announce(added)
+        if announce:
+            self.announce(added)
+
+    def send_announcements(self, vips: Iterable[IPAddress]) -> None:
+        """Announces the owned ones of `vips` once, now (the caller keeps the schedule)."""
+        for vip in sorted(set(vips) & self.owned, key=address_order):
+            self._announce(vip)
 
     def announce(self, vips: Iterable[IPAddress]) -> None:
         """Announces owned `vips` now and at each later delay of the schedule (restarting

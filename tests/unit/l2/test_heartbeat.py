@@ -93,6 +93,27 @@ def test_a_leaving_peer_is_dead_at_once_and_its_claims_are_dropped() -> None:
     assert "n2" not in net.agents["n1"].claims()
 
 
+def test_a_quiet_node_says_it_leaves_then_sends_nothing_but_still_hears() -> None:
+    net = three()
+    net.agents["n2"].set_owned([VIP], 0.0)
+    net.run_until(0.3)
+    sent = net.heard[("n1", "n2")]
+    net.agents["n2"].set_quiet(True, net.now)
+    net.deliver("n2")
+    assert net.agents["n1"].state_of("n2") is PeerState.DEAD, "told at once"
+    assert net.agents["n1"].left() == {"n2"} and "n2" not in net.agents["n1"].claims()
+    quiet = net.now
+    net.run_until(1.5)
+    assert net.heard[("n1", "n2")] == quiet > sent, "nothing after the goodbye"
+    assert net.agents["n2"].heard() == {"n1", "n3"}, "it still hears its peers"
+    net.agents["n2"].set_quiet(False, net.now)
+    net.run_until(net.now + 0.01)
+    assert net.agents["n1"].state_of("n2") is PeerState.ALIVE
+    assert net.agents["n1"].left() == frozenset()
+    view = net.agents["n1"].view(net.now)
+    assert view.live == {"n1", "n2", "n3"} and view.settled and not view.left
+
+
 def test_a_change_of_owned_vips_is_sent_at_once() -> None:
     net = three()
     net.run_until(0.25)
