@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import os
+import signal
 import statistics
 import subprocess
 import time
@@ -20,6 +22,7 @@ import pytest
 from herald.agent.status import DEFAULT_STATUS_DIR, AgentStatus, query_all
 from herald.cli.l2 import owner_rows
 from herald.cli.source_option import DEFAULT_MANIFESTS
+from herald.l2.liveness import DEFAULT_PORT as HEARTBEAT_PORT
 from herald.lab import cluster
 from herald.lab.demo import external_ip
 from herald.lab.failover import (
@@ -35,7 +38,7 @@ from herald.lab.failover import (
     restore,
     url,
 )
-from herald.lab.netns import run
+from herald.lab.netns import alive, children, run
 from herald.lab.topology import Topology
 
 pytestmark = pytest.mark.netns
@@ -318,3 +321,91 @@ def test_ipv6_owner_failure_moves_the_vip(l2_lab: Topology) -> None:
     finally:
         restore(round_.old, "agent")
     cluster.wait_until(settled, 60, "every agent applied, one owner for every VIP again")
+
+
+# -- chaos (see tests/e2e/test_chaos.py for the BGP lab's) ---------------------------------
+
+
+def test_a_killed_heartbeat_process_is_said_and_started_again(l2_lab: Topology) -> None:
+    """A crashed long-lived task: the heartbeat process of one agent is killed. The agent
+    lives on, says why it answers no ARP, starts a new heartbeat process with back-off, and
+    the node is live again for every peer; every VIP keeps one owner and answers."""
+    node = "k8s-worker3"
+    agent = int(cluster.read_state()["agents"][node])
+    (heartbeat,) = heartbeat_processes(agent)
+    os.kill(heartbeat, signal.SIGKILL)
+
+    def said() -> bool:
+        (status,) = [a for a in query_all(DEFAULT_STATUS_DIR) if a.node == node]
+        return any("heartbeat process ended" in p for p in status.problems)
+
+    cluster.wait_until(said, 10, f"{node} says its heartbeat process ended")
+    cluster.wait_until(
+        lambda: all_live(len(l2_lab.nodes)) and settled(), 60, f"{node} live again, settled"
+    )
+    assert alive(agent) and heartbeat_processes(agent) not in ([], [heartbeat])
+    (status,) = [a for a in query_all(DEFAULT_STATUS_DIR) if a.node == node]
+    assert status.problems == ()
+    seen = every_vip_owned()
+    assert seen is not None
+    for vip in sorted(seen)[:: len(seen) // 6]:
+        assert "pod=" in curl(vip, host="client2")
+
+
+def heartbeat_processes(agent: int) -> list[int]:
+    return [
+        pid for pid in children(agent) if b"heartbeat" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+HEARTBEAT_CUT = """\
+table inet chaos {{
+  chain in {{ type filter hook input priority -300; udp dport {port} drop; }}
+  chain out {{ type filter hook output priority -300; udp dport {port} drop; }}
+}}
+"""
+
+
+@pytest.mark.parametrize("victim", ["k8s-worker1", "k8s-worker2"])
+def test_after_a_heartbeat_cut_heals_the_client_is_on_every_final_owner(
+    l2_lab: Topology, victim: str
+) -> None:
+    """Heartbeats dropped both ways at one node while ARP still flows: it believes every
+    peer dead and answers for every VIP, while its peers take its VIPs. When it heals, the
+    client's neighbour entry of every VIP must end at the MAC of its final owner (the node
+    giving a VIP up must not be the last to announce it)."""
+    addresses = sorted(set(vips().values()), key=ipaddress.ip_address)
+    for vip in addresses:  # the client has an entry for each, which announcements update
+        assert curl(vip).endswith("status=200"), vip
+    before = every_vip_owned()
+    assert before is not None
+    mine = [vip for vip, nodes in before.items() if nodes == [victim]]
+    assert mine, before
+    script = HEARTBEAT_CUT.format(port=HEARTBEAT_PORT)
+    subprocess.run(
+        ["ip", "netns", "exec", cluster.PREFIX + victim, "nft", "-f", "-"],
+        input=script,
+        text=True,
+        check=True,
+    )
+    try:
+        # Its peers take its VIPs; it keeps answering for them (it hears no one, so it
+        # may be the one cut off: it takes nothing of theirs).
+        cluster.wait_until(
+            lambda: all(len(owners(vip)) == 2 for vip in mine),
+            10,
+            f"{victim} and a peer both answer for each of {victim}'s VIPs",
+        )
+        time.sleep(3.0)
+    finally:
+        cluster.run_in(victim, "nft", "delete", "table", "inet", "chaos", check=True)
+    cluster.wait_until(settled, 60, "one owner for every VIP after the heal")
+    time.sleep(3.0)  # every announcement of the heal (0.5, 1, 2 s after) is out
+    seen = every_vip_owned()
+    assert seen is not None
+    wrong = {
+        vip: (neighbour_mac("client1", vip), seen[vip][0])
+        for vip in addresses
+        if neighbour_mac("client1", vip) != mac_of(seen[vip][0])
+    }
+    assert not wrong, f"the client holds these VIPs at a MAC not their owner's: {wrong}"

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # What the agent reports, once per plan, while a policy selects the node and it has no key.
 NO_KEY = "L2: no heartbeat key: set HERALD_L2_KEY or --l2-key-file; not answering ARP/NDP"
+# A heartbeat process that ends is started again after 1 s, doubling to 30 s while it keeps
+# ending within STEADY seconds of its start.
+RESTART_FIRST, RESTART_MAX, STEADY = 1.0, 30.0, 60.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,14 @@ class L2Announcements:
         self._announcer: Announcer | None = None
         self._bind: IPAddress | None = None
         self._plan: L2Plan | None = None
+        # What the last apply asked for, so that a restart after a failure can ask it again.
+        self._wanted: tuple[L2Plan | None, Collection[IPAddress]] = (None, ())
+        # One apply at a time: a restart must not interleave with the agent's two calls.
+        self._lock = asyncio.Lock()
+        self._opened_at = 0.0
+        self._failures = 0
+        self._failure: str | None = None
+        self._restart: asyncio.TimerHandle | None = None
 
     @property
     def running(self) -> bool:
@@ -82,6 +93,17 @@ class L2Announcements:
         """Runs the announcer for `plan`; returns the problems to show in the agent's status.
         Without a key, L2 work is refused (no heartbeat, no ARP/NDP answer) and reported,
         while the agent's datapath and BGP go on."""
+        async with self._lock:
+            self._wanted = (plan, served)
+            if self._restart is not None:
+                return []  # stopped after a failure: the restart applies what is wanted
+            return await self._apply(plan, served)
+
+    def problems(self) -> list[str]:
+        """What is wrong now, for the agent's status (a failure is over once restarted)."""
+        return [self._failure] if self._failure else []
+
+    async def _apply(self, plan: L2Plan | None, served: Collection[IPAddress]) -> list[str]:
         if plan is not None and self.config.key is None:
             # Never running without a key, so nothing to stop.
             return [NO_KEY]
@@ -115,8 +137,11 @@ class L2Announcements:
             interval=self.config.interval,
             multiplier=self.config.multiplier,
         )
+        announcer.on_failed = self._failed
         await announcer.open(config, self._peers(plan), (str(address), self.config.port))
         self._announcer, self._bind = announcer, address
+        self._opened_at = time.monotonic()
+        self._failure = None
         log.info(
             "event=l2_started node=%s bind=%s:%d peers=%d interval=%.3f multiplier=%d",
             self.node,
@@ -130,8 +155,45 @@ class L2Announcements:
     def _peers(self, plan: L2Plan) -> dict[str, tuple[str, int]]:
         return {name: (str(a), self.config.port) for name, a in plan.peers_of(self.node).items()}
 
+    def _failed(self, error: BaseException) -> None:
+        """The heartbeat process ended (the announcer has stopped answering already): start
+        again with back-off, as a node whose heartbeats resume (peers see it return)."""
+        if time.monotonic() - self._opened_at >= STEADY:
+            self._failures = 0
+        delay = min(RESTART_FIRST * 2**self._failures, RESTART_MAX)
+        self._failures += 1
+        self._announcer, self._bind, self._plan = None, None, None
+        self._failure = (
+            f"L2: heartbeat process ended ({error}); not answering ARP/NDP, starting again "
+            f"in {delay:.1f} s (failure {self._failures})"
+        )
+        log.error(
+            "event=l2_restart_scheduled node=%s delay=%.1f failures=%d error=%r",
+            self.node,
+            delay,
+            self._failures,
+            str(error),
+        )
+        loop = asyncio.get_running_loop()
+        self._restart = loop.call_later(delay, lambda: loop.create_task(self._restarted()))
+
+    async def _restarted(self) -> None:
+        async with self._lock:
+            self._restart = None
+            plan, served = self._wanted
+            try:
+                problems = await self._apply(plan, served)
+            except Exception as err:  # a restart that fails is a failure like the first
+                self._failed(err)
+                return
+            if problems and self._announcer is None:
+                self._failed(RuntimeError("; ".join(problems)))
+
     def close(self) -> None:
         """Stops answering at once and tells the peers, which take over without waiting."""
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
         if self._announcer is not None:
             self._announcer.close()
         self._announcer, self._bind, self._plan = None, None, None

@@ -261,6 +261,7 @@ class Agent:
             problems=(
                 *self._applied.source_problems,
                 *self._applied.errors,
+                *self._l2.problems(),
                 *(_unsent(peer) for peer in peers if peer.unsent),
             ),
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from herald.dataplane.model import IPAddress, IPNetwork
 from herald.l2.heartbeat import Address, ClaimsChanged, Config, Event, PeerChanged
@@ -54,6 +54,8 @@ class Announcer:
         self._damped: frozenset[str] = frozenset()
         self._yielded: frozenset[IPAddress] = frozenset()
         self._loop = asyncio.get_running_loop()
+        # Told when the heartbeat process ends: the owner decides whether to start again.
+        self.on_failed: Callable[[BaseException], None] | None = None
 
     async def open(self, config: Config, peers: Mapping[str, Address], bind: Address) -> None:
         self._liveness = await Liveness.open(
@@ -98,9 +100,11 @@ class Announcer:
 
     def _on_liveness_failed(self, error: BaseException) -> None:
         # Peers stop hearing this node and take its VIPs: answering on would give them two
-        # owners. Stop at once and stay stopped (the log says why) until the agent restarts.
+        # owners. Stop at once; the owner (the agent) starts a new announcer later.
         log.error("event=l2_stopped node=%s reason=heartbeat_failed error=%r", self.node, error)
         self.close()
+        if self.on_failed is not None:
+            self.on_failed(error)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, PeerChanged | ClaimsChanged):

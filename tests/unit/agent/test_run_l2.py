@@ -47,6 +47,9 @@ class Recorder:
     def close(self) -> None:
         pass
 
+    def problems(self) -> list[str]:
+        return []
+
     def status(self) -> None:
         return None
 
