@@ -3,7 +3,10 @@ itself. While it happens a client keeps requesting the seed's VIP and every requ
 succeed, the router keeps its six next hops, no agent restarts and no BGP session resets;
 the problem shows where a user looks (`herald status`, the agents' problems).
 
-One lab for the module (the seed in BGP mode, FRR); each case undoes what it did.
+One lab for the module (the seed in BGP mode, FRR); each case undoes what it did. The L2
+lab's cases (a killed heartbeat process, heartbeat cuts that heal) are in test_l2_lab.py,
+which builds that lab once; a crashed task inside an agent is injected by the unit tests
+(tests/unit/bgp/test_supervision.py, tests/unit/agent/test_isolation.py).
 """
 
 from __future__ import annotations
