@@ -37,6 +37,9 @@ from herald.sources.base import Source
 
 log = logging.getLogger(__name__)
 
+# A source whose watch fails is watched again after 1 s, doubling to 30 s.
+WATCH_RETRY_FIRST, WATCH_RETRY_MAX = 1.0, 30.0
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -75,19 +78,43 @@ class Agent:
         self._applied = _Applied()
 
     async def run(self) -> None:
+        failures = 0
         try:
-            async for snapshot in self.source.snapshots():
+            while True:
                 try:
-                    await self.apply_snapshot(snapshot)
+                    async for snapshot in self.source.snapshots():
+                        failures = 0
+                        await self._apply_guarded(snapshot)
+                    return  # the source has ended
                 except Exception as err:
-                    # A fault no object-level check caught must cost this snapshot, not
-                    # the node: the agent keeps what it applied (routes, rules, ARP) and
-                    # retries with the next snapshot.
-                    log.exception("event=apply_failed node=%s error=%r", self.config.node, err)
-                    self._applied.errors = [f"agent: applying the snapshot failed: {err!r}"]
-                    self._applied.retry = True
+                    # The watch itself failed (a watch limit, the directory gone): what is
+                    # applied stays applied, and the source is watched again with back-off.
+                    delay = min(WATCH_RETRY_FIRST * 2**failures, WATCH_RETRY_MAX)
+                    failures += 1
+                    log.exception(
+                        "event=source_failed node=%s retry_in=%.1f error=%r",
+                        self.config.node,
+                        delay,
+                        err,
+                    )
+                    self._applied.source_problems = (
+                        f"source: watching failed ({err!r}); nothing new is applied; "
+                        f"watching again in {delay:.1f} s",
+                    )
+                    await asyncio.sleep(delay)
         finally:
             await self.close()
+
+    async def _apply_guarded(self, snapshot: ClusterState) -> None:
+        try:
+            await self.apply_snapshot(snapshot)
+        except Exception as err:
+            # A fault no object-level check caught must cost this snapshot, not the node:
+            # the agent keeps what it applied (routes, rules, ARP) and retries with the
+            # next snapshot.
+            log.exception("event=apply_failed node=%s error=%r", self.config.node, err)
+            self._applied.errors = [f"agent: applying the snapshot failed: {err!r}"]
+            self._applied.retry = True
 
     async def close(self) -> None:
         self._l2.close()

@@ -220,3 +220,38 @@ def test_routes_a_session_cannot_carry_are_a_problem() -> None:
     (problem,) = status.problems
     assert "peer i/router (192.0.2.1): 1 routes of ipv6-unicast not sent" in problem
     assert "negotiated: ipv4-unicast" in problem
+
+
+class FailingOnce:
+    """A source whose first watch yields one snapshot and then fails; the next one works."""
+
+    def __init__(self, first: ClusterState, second: ClusterState) -> None:
+        self.items = (first, second)
+        self.watches = 0
+        self.seen_problems: tuple[str, ...] = ()
+
+    async def snapshots(self) -> AsyncIterator[ClusterState]:
+        self.watches += 1
+        if self.watches == 1:
+            yield self.items[0]
+            raise OSError("inotify watch limit reached")
+        yield self.items[1]
+
+
+def test_a_failed_watch_is_said_and_watched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("herald.agent.run.WATCH_RETRY_FIRST", 0.05)
+    source = FailingOnce(two_services(), two_services(web2_backends=2))
+    runner = Agent(AgentConfig(NODE), source=source, nft=Nft(runner=FakeNft()))  # type: ignore[arg-type]
+    said: list[tuple[str, ...]] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        said.append(runner.status().problems)
+        await real_sleep(delay)
+
+    monkeypatch.setattr("herald.agent.run.asyncio.sleep", sleep)
+    asyncio.run(runner.run())
+    assert source.watches == 2
+    assert committed(runner) == ["default/web1-lb", "default/web2"]
+    ((problem,),) = said
+    assert "watching failed" in problem and "inotify" in problem
