@@ -21,7 +21,7 @@ import pytest
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import run_demo
-from herald.lab.netns import end_process, pids_in
+from herald.lab.netns import end_process, pids_in, run
 
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +39,8 @@ def lab_cleanup() -> Iterator[None]:
         assert cluster.leftovers(state) == []
 
 
-def hops() -> set[str]:
-    found = re.findall(r"via (\S+)", cluster.run_in("router", "ip", "route", "show", VIP))
+def hops(prefix: str = VIP) -> set[str]:
+    found = re.findall(r"via (\S+)", cluster.run_in("router", "ip", "route", "show", prefix))
     return set(found)
 
 
@@ -320,3 +320,55 @@ def test_an_ipv6_vip_is_announced_by_every_node_and_answers(lab_cleanup: None) -
     assert re.search(r"pod=web1-\d node=\S+ client=2001:db8:(2|18):", answer), answer
     # The IPv4 VIP of the seed is unchanged.
     assert hops() == NODES and "pod=web1-" in curl()
+
+
+WEB2 = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web2}
+spec:
+  type: LoadBalancer
+  selector: {app: web1}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+
+@pytest.mark.parametrize("router", ["frr", "bird"])
+def test_an_aggregated_advertisement_gives_the_router_one_prefix(
+    router: str, lab_cleanup: None
+) -> None:
+    """aggregationLength 24: the router holds one 203.0.113.0/24 with six next hops instead
+    of a /32 per Service; both Services answer; an unused address of the /24 is refused at
+    once by the node it reaches (not routed back to the router until its TTL runs out);
+    the /24 goes when no Service inside it is left."""
+    run_demo(SEED, router, lambda _: None)
+    bgp = (SEED / "bgp.yaml").read_text()
+    listed = "        addresses: [LoadBalancerIP]\n"
+    (DEFAULT_MANIFESTS / "bgp.yaml").write_text(
+        bgp.replace(listed, f"{listed}      aggregationLength: 24\n")
+    )
+    (DEFAULT_MANIFESTS / "web2.yaml").write_text(WEB2)
+    aggregate = "203.0.113.0/24"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        hops(aggregate) != NODES or hops() or hops("203.0.113.1")
+    ):
+        time.sleep(0.2)
+    assert hops(aggregate) == NODES and not hops() and not hops("203.0.113.1")
+    assert _statuses()["default/web2"] == ["203.0.113.1"]
+    for vip in (VIP, "203.0.113.1"):
+        answer = cluster.run_in("client1", "curl", "-s", "-m", "3", f"http://{vip}/")
+        assert "pod=web1-" in answer, vip
+    started = time.monotonic()
+    unused = run(
+        ["ip", "netns", "exec", cluster.PREFIX + "client1",
+         "curl", "-s", "-m", "5", "http://203.0.113.99/"],
+        check=False,
+    )  # fmt: skip
+    assert unused.returncode == 7 and time.monotonic() - started < 2, unused
+    (DEFAULT_MANIFESTS / "web1.yaml").unlink()
+    (DEFAULT_MANIFESTS / "web2.yaml").unlink()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and hops(aggregate):
+        time.sleep(0.2)
+    assert not hops(aggregate)

@@ -28,7 +28,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from herald.addresses import network_order
+from herald.addresses import address_order, network_order
 from herald.api.bfd import BFDProfileSpec
 from herald.api.bgp import (
     WELL_KNOWN_COMMUNITIES,
@@ -93,6 +93,12 @@ class PeerPlan:
     name: str
     config: PeerConfig
     routes: tuple[tuple[IPNetwork, RouteAttributes], ...] = ()
+    # The Service addresses a route announces (none for a pod CIDR): the agent announces
+    # a route only while its rules forward one of them.
+    carries: tuple[tuple[IPNetwork, tuple[IPAddress, ...]], ...] = ()
+
+    def carried_by(self, network: IPNetwork) -> tuple[IPAddress, ...]:
+        return dict(self.carries).get(network, ())
 
     @property
     def key(self) -> str:
@@ -134,6 +140,9 @@ class NodePlan:
     # Things the plan could not honour (a named port no endpoint defines, a missing
     # secret key...): logged by the agent, shown by `herald status`.
     problems: tuple[str, ...] = field(default=())
+    # Covering prefixes announced for Service addresses (aggregation): the node makes them
+    # unreachable so that traffic to their unused addresses is not routed back.
+    aggregates: tuple[IPNetwork, ...] = ()
 
 
 def plan_node(
@@ -170,18 +179,22 @@ def plan_node(
                 except (ValueError, KeyError) as err:
                     problems.append(f"{where}: {_reason(err)}; not started")
                     continue
-                carried = _carried(config_)
-                routes, held = _routes(
-                    state, spec, carried, services, servable, node, announced, wanted
+                found = _routes(
+                    state, spec, _carried(config_), services, servable, node, announced, wanted
                 )
-                if held:
+                if found.held:
                     problems.append(
-                        f"{where}: {len(held)} IPv6 routes not announced: family ipv6 over "
-                        f"IPv4 transport needs an IPv6 next hop and node {node_name} has no "
-                        "IPv6 InternalIP"
+                        f"{where}: {len(found.held)} IPv6 routes not announced: family ipv6 "
+                        f"over IPv4 transport needs an IPv6 next hop and node {node_name} has "
+                        "no IPv6 InternalIP"
                     )
-                ordered = tuple(sorted(routes.items(), key=lambda r: network_order(r[0])))
-                peers.append(PeerPlan(speaker, peer.name, config_, ordered))
+                ordered = sorted(found.routes.items(), key=lambda r: network_order(r[0]))
+                carries = tuple(
+                    (network, tuple(sorted(found.carries[network], key=address_order)))
+                    for network, _ in ordered
+                    if network in found.carries
+                )
+                peers.append(PeerPlan(speaker, peer.name, config_, tuple(ordered), carries))
     problems += _unannounced(services, servable, wanted, announced, node_name)
     dataplane = []
     for svc in sorted(services, key=lambda s: s.key):
@@ -200,8 +213,10 @@ def plan_node(
     except ValueError as err:
         problems.append(f"L2AnnouncementPolicy: {_reason(err)}; no L2 announcements")
         l2 = None
+    aggregates = {n for p in peers for n, _ in p.carries if n.prefixlen < n.max_prefixlen}
     return NodePlan(
         node=node_name,
+        aggregates=tuple(sorted(aggregates, key=network_order)),
         peers=tuple(sorted(peers, key=lambda p: p.key)),
         services=tuple(dataplane),
         l2=l2,
@@ -238,6 +253,15 @@ def _l2_plan(state: ClusterState, node: Node, problems: list[str]) -> L2Plan | N
 # -- BGP ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _SessionRoutes:
+    routes: dict[IPNetwork, RouteAttributes] = field(default_factory=dict)
+    # Routes of a family the session has but cannot carry (see `_carried`).
+    held: set[IPNetwork] = field(default_factory=set)
+    # The Service addresses each route announces (an aggregate carries several).
+    carries: dict[IPNetwork, set[IPAddress]] = field(default_factory=dict)
+
+
 def _routes(
     state: ClusterState,
     spec: BGPPeerConfigSpec,
@@ -247,12 +271,10 @@ def _routes(
     node: Node,
     announced: dict[str, set[IPAddress]],
     wanted: dict[str, set[IPAddress]],
-) -> tuple[dict[IPNetwork, RouteAttributes], set[IPNetwork]]:
-    """The routes of one session, and the ones of a family it has but cannot carry (see
-    `_carried`). `announced` and `wanted` collect, per Service, the addresses it
-    announces and the ones its advertisements select for any family."""
-    routes: dict[IPNetwork, RouteAttributes] = {}
-    held: set[IPNetwork] = set()
+) -> _SessionRoutes:
+    """The routes of one session. `announced` and `wanted` collect, per Service, the
+    addresses it announces and the ones its advertisements select for any family."""
+    found = _SessionRoutes()
     for family in spec.families:
         version = 4 if family.afi == "ipv4" else 6
         if family.advertisements is None:
@@ -262,18 +284,21 @@ def _routes(
                 continue
             for advertisement in advertisement_object.spec.advertisements:
                 attributes = _attributes(advertisement.attributes)
-                for network, service_key in _prefixes(advertisement, services, servable, node):
-                    if service_key is not None:
-                        wanted.setdefault(service_key, set()).add(network.network_address)
+                for network, service_key, address in _prefixes(
+                    advertisement, services, servable, node
+                ):
+                    if service_key is not None and address is not None:
+                        wanted.setdefault(service_key, set()).add(address)
                     if network.version != version:
                         continue
                     if version not in carried:
-                        held.add(network)
+                        found.held.add(network)
                         continue
-                    routes[network] = _merge(routes.get(network), attributes)
-                    if service_key is not None:
-                        announced.setdefault(service_key, set()).add(network.network_address)
-    return routes, held
+                    found.routes[network] = _merge(found.routes.get(network), attributes)
+                    if service_key is not None and address is not None:
+                        announced.setdefault(service_key, set()).add(address)
+                        found.carries.setdefault(network, set()).add(address)
+    return found
 
 
 def _prefixes(
@@ -281,10 +306,12 @@ def _prefixes(
     services: list[Service],
     servable: Mapping[str, bool],
     node: Node,
-) -> Iterable[tuple[IPNetwork, str | None]]:
+) -> Iterable[tuple[IPNetwork, str | None, IPAddress | None]]:
+    """(route, Service key, the Service's address it announces) of an advertisement; an
+    address goes in its covering prefix when the advertisement aggregates."""
     if advertisement.advertisement_type == "PodCIDR":
         for cidr in node.spec.pod_cidrs or ((node.spec.pod_cidr,) if node.spec.pod_cidr else ()):
-            yield ipaddress.ip_network(cidr, strict=False), None
+            yield ipaddress.ip_network(cidr, strict=False), None, None
         return
     kinds = advertisement.service.addresses if advertisement.service else ("LoadBalancerIP",)
     for svc in services:
@@ -292,8 +319,10 @@ def _prefixes(
             continue
         if svc.spec.load_balancer_class not in (None, LB_CLASS_BGP):
             continue
-        for address in _addresses(svc, kinds):
-            yield ipaddress.ip_network(address), svc.key
+        for text in _addresses(svc, kinds):
+            address = ipaddress.ip_address(text)
+            length = advertisement.prefix_length(address.version)
+            yield ipaddress.ip_network(f"{address}/{length}", strict=False), svc.key, address
 
 
 def _addresses(svc: Service, kinds: Iterable[str]) -> Iterable[str]:

@@ -33,6 +33,7 @@ from herald.dataplane.endpoints import usable_backends
 from herald.dataplane.libnft import LibNft, LibNftUnavailable
 from herald.dataplane.model import DataplaneService, ForwardingMode, IPAddress, NodeContext
 from herald.facts import node_addresses
+from herald.netlink.routes import NetlinkError, UnreachableRoutes
 from herald.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,17 @@ class _Applied:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, source: Source, nft: NftApi | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        source: Source,
+        nft: NftApi | None = None,
+        unreachable: UnreachableRoutes | None = None,
+    ) -> None:
         self.config = config
         self.source = source
         self._nft = nft or _nftables()
+        self._unreachable = unreachable or UnreachableRoutes()
         self._datapath: Datapath | None = None
         self._node_context: NodeContext | None = None
         self._speakers: dict[SpeakerKey, Speaker] = {}
@@ -149,6 +157,7 @@ class Agent:
         # are announced (BGP) or answered for (L2).
         committed = self._datapath.committed.values() if self._datapath else ()
         self._applied.served = _served(committed, self.config.node)
+        errors += await self._guard_aggregates(plan)
         errors += await self._apply_peers(plan, self._applied.served)
         errors += await self._l2.apply(plan.l2, self._applied.served)
         elapsed = (time.perf_counter() - start) * 1000
@@ -201,6 +210,14 @@ class Agent:
                 await asyncio.to_thread(self._datapath.sync, plan.services)
         except ApplyError as err:
             return [f"datapath: {err}"]
+        return []
+
+    async def _guard_aggregates(self, plan: NodePlan) -> list[str]:
+        # Before the aggregates are announced; those dropped were withdrawn in step 1.
+        try:
+            await asyncio.to_thread(self._unreachable.sync, plan.aggregates)
+        except (OSError, NetlinkError) as err:
+            return [f"routes: unreachable routes for {len(plan.aggregates)} aggregates: {err}"]
         return []
 
     async def _apply_peers(self, plan: NodePlan, forwarded: frozenset[IPAddress]) -> list[str]:
@@ -322,11 +339,12 @@ def _served(services: Iterable[DataplaneService], node: str) -> frozenset[IPAddr
 
 
 def _routes(peer: PeerPlan, forwarded: frozenset[IPAddress]) -> Mapping[Network, RouteAttributes]:
-    """The peer's routes but the service addresses whose rules, as the kernel holds them,
-    forward nowhere (refused or not renderable here, so the previous rules stay, or no
-    usable backend): never announce what you cannot forward."""
+    """The peer's routes but those of Service addresses whose rules, as the kernel holds
+    them, forward nowhere (refused or not renderable here, so the previous rules stay, or
+    no usable backend): never announce what you cannot forward. An aggregate goes while
+    one of its addresses is forwarded."""
     return {
         prefix: attributes
         for prefix, attributes in peer.routes
-        if prefix.prefixlen != prefix.max_prefixlen or prefix.network_address in forwarded
+        if not (carried := peer.carried_by(prefix)) or any(a in forwarded for a in carried)
     }

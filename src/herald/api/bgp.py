@@ -415,12 +415,40 @@ class Advertisement(HeraldModel):
     attributes: AdvertisementAttributes | None = Field(
         default=None, description="Path attributes attached to these routes."
     )
+    aggregation_length: int | None = Field(
+        default=None,
+        ge=0,
+        le=32,
+        description="For type Service: announce the covering IPv4 prefix of this length "
+        "(as MetalLB's aggregationLength) instead of one /32 per address, while a Service "
+        "inside it can be served from the node; addresses inside it that no Service holds "
+        "are unreachable on the node (never routed back). Default: /32 per address.",
+    )
+    aggregation_length_v6: int | None = Field(
+        default=None,
+        ge=0,
+        le=128,
+        description="The same for IPv6 addresses (default: /128 per address).",
+    )
 
     @model_validator(mode="after")
     def _fits_type(self) -> Advertisement:
-        if self.advertisement_type == "PodCIDR" and (self.service or self.selector):
-            raise ValueError("`service` and `selector` apply to advertisementType Service only")
+        if self.advertisement_type == "PodCIDR" and (
+            self.service
+            or self.selector
+            or self.aggregation_length is not None
+            or self.aggregation_length_v6 is not None
+        ):
+            raise ValueError(
+                "`service`, `selector` and the aggregation lengths apply to "
+                "advertisementType Service only"
+            )
         return self
+
+    def prefix_length(self, version: int) -> int:
+        """The length each address of `version` is announced with."""
+        length = self.aggregation_length if version == 4 else self.aggregation_length_v6
+        return length if length is not None else (32 if version == 4 else 128)
 
 
 class BGPAdvertisementSpec(HeraldModel):

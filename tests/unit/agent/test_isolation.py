@@ -141,13 +141,24 @@ def test_routes_of_addresses_the_node_does_not_forward_are_held_back() -> None:
     host = ipaddress.ip_network("203.0.113.0/32")
     refused = ipaddress.ip_network("203.0.113.2/32")
     pods = ipaddress.ip_network("198.18.1.0/24")
+    aggregate = ipaddress.ip_network("203.0.114.0/24")
     peer = PeerPlan(
         SpeakerKey("i", 64512, "192.0.2.21", 179),
         "router",
         PeerConfig(ipaddress.ip_address("192.0.2.1"), 64512),
-        tuple((n, RouteAttributes()) for n in (pods, host, refused)),
-    )
+        tuple((n, RouteAttributes()) for n in (pods, host, refused, aggregate)),
+        tuple(
+            (n, tuple(a)) for n, a in [
+                (host, [host.network_address]),
+                (refused, [refused.network_address]),
+                (aggregate, [ipaddress.ip_address("203.0.114.1"), ipaddress.ip_address("203.0.114.9")]),
+            ]
+        ),
+    )  # fmt: skip
     assert set(_routes(peer, frozenset({host.network_address}))) == {pods, host}
+    # An aggregate is announced while one of the addresses it carries is forwarded.
+    forwarded = frozenset({ipaddress.ip_address("203.0.114.9")})
+    assert set(_routes(peer, forwarded)) == {pods, aggregate}
 
 
 class Snapshots:

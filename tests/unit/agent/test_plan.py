@@ -277,3 +277,69 @@ def test_enforce_first_as_reaches_the_peer_config() -> None:
     files[bgp] = files[bgp].replace("  timers:\n", "  enforceFirstAS: false\n  timers:\n", 1)
     (peer,) = plan_node(state(files, SEED_STATUS), "k8s-worker1").peers
     assert peer.config.enforce_first_as is False
+
+
+AGGREGATED = """\
+apiVersion: herald.io/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: seed-services, labels: {advertise: seed}}
+spec:
+  advertisements:
+    - advertisementType: Service
+      aggregationLength: 24
+      aggregationLengthV6: 120
+      attributes: {localPreference: 150}
+"""
+WEB2 = (
+    "apiVersion: v1\nkind: Service\nmetadata: {name: web2}\n"
+    "spec: {type: LoadBalancer, ports: [{port: 80, targetPort: 8080}]}\n"
+)
+
+
+def aggregated(ready: tuple[bool, bool]) -> NodePlan:
+    files = seed_files()
+    bgp = next(k for k in files if k.endswith("bgp.yaml"))
+    files[bgp] = files[bgp].split("---\napiVersion: herald.io/v1alpha1\nkind: BGPAdvertisement")[0]
+    files["adv.yaml"] = AGGREGATED
+    files["web2.yaml"] = WEB2
+    files["eps.yaml"] = (
+        endpoints("web1-lb", [("198.18.1.10", "k8s-worker1", ready[0])])
+        + "---\n"
+        + endpoints("web2", [("198.18.1.11", "k8s-worker1", ready[1])])
+    )
+    status = {**SEED_STATUS, "default/web2": "203.0.113.1"}
+    return plan_node(state(files, status), "k8s-worker1")
+
+
+def test_an_aggregated_advertisement_announces_one_covering_prefix() -> None:
+    plan = aggregated((True, True))
+    (peer,) = plan.peers
+    prefix = ipaddress.ip_network("203.0.113.0/24")
+    assert peer.routes == ((prefix, RouteAttributes(local_pref=150)),)
+    assert [str(a) for a in peer.carried_by(prefix)] == ["203.0.113.0", "203.0.113.1"]
+    assert plan.aggregates == (prefix,)
+    assert plan.problems == ()
+    # Still forwarded one by one.
+    assert sorted(str(v) for s in plan.services for v in s.vips) == ["203.0.113.0", "203.0.113.1"]
+
+
+def test_an_aggregate_stays_while_one_service_inside_is_servable_and_goes_after() -> None:
+    (peer,) = aggregated((False, True)).peers
+    assert [str(a) for a in peer.carried_by(peer.routes[0][0])] == ["203.0.113.1"]
+    plan = aggregated((False, False))
+    assert plan.peers[0].routes == () and plan.aggregates == ()
+
+
+def test_aggregation_lengths_belong_to_service_advertisements() -> None:
+    files = seed_files()
+    files["adv.yaml"] = (
+        "apiVersion: herald.io/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: pods}\n"
+        "spec: {advertisements: [{advertisementType: PodCIDR, aggregationLength: 16}]}\n"
+        "---\napiVersion: herald.io/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: long}\n"
+        "spec: {advertisements: [{advertisementType: Service, aggregationLength: 33}]}\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        state(files, SEED_STATUS)
+    text = str(caught.value)
+    assert "adv.yaml:1: spec.advertisements[0]" in text and "Service only" in text
+    assert "adv.yaml:2: spec.advertisements[0].aggregationLength" in text
