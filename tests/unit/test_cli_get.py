@@ -125,3 +125,23 @@ def test_get_svc_says_when_the_private_state_file_cannot_be_read(
         f"warning: {state} is not readable by this user, so addresses show as <pending>; "
         "run as the controller's user (its files are private)\n"
     )
+
+
+def test_get_pools_shows_what_the_controller_counted(tmp_path: Path) -> None:
+    (tmp_path / "pool.yaml").write_text(POOL)
+    (tmp_path / "spare.yaml").write_text(
+        POOL.replace("name: pool", "name: spare").replace("/24}]}", "/30}], disabled: true}")
+    )
+    (tmp_path / "web.yaml").write_text(WEB)
+    served_by_a_controller(tmp_path)
+    result = CliRunner().invoke(cli, ["get", "pools", "--manifests", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert lines[0] == ["NAME", "DISABLED", "CONFLICTING", "IPS", "AVAILABLE", "AGE"]
+    rows = {line[0]: line[1:4] for line in lines[1:]}
+    # 256 addresses, one in use; the disabled /30 overlaps the older pool, so it serves none.
+    assert rows["pool"] == ["false", "false", "255"]
+    assert rows["spare"][:2] == ["true", "true"]
+    as_yaml = CliRunner().invoke(cli, ["get", "pools", "--manifests", str(tmp_path), "-o", "yaml"])
+    assert as_yaml.exit_code == 0 and "kind: List" in as_yaml.stdout
+    assert "herald.io/IPsAvailable" in as_yaml.stdout

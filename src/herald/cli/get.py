@@ -1,4 +1,5 @@
-"""`herald get svc`: Services as `kubectl get svc` shows them, from the source."""
+"""`herald get svc` and `herald get pools`: Services and pools as `kubectl get` shows them,
+from the source."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from pathlib import Path
 import click
 
 from herald.api.core import Service
+from herald.api.pool import LoadBalancerIPPool
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
-from herald.cli.output import output_option, print_json, print_table
+from herald.cli.output import output_option, print_data, print_json, print_table
 from herald.cli.source_option import manifests_option
+from herald.ipam.status import CONDITION_IPS_AVAILABLE, CONDITION_POOL_CONFLICT
 from herald.sources.files import FileSource, merge_status
 
 # Problems listed in the warning of a listing shown from the last good state; `herald
@@ -51,6 +54,38 @@ def services(manifests: Path, namespace: str | None, output: str) -> None:
         None,
         ("NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"),
         [_row(svc) for svc in selected],
+    )
+
+
+@get.command(name="pools")
+@manifests_option
+@output_option
+def pools(manifests: Path, output: str) -> None:
+    """LoadBalancerIPPools: NAME DISABLED CONFLICTING IPS AVAILABLE AGE (as `kubectl get
+    ippools` shows Cilium's), from the controller's pool status."""
+    state = listed_state(manifests)
+    if output != "table":
+        items = [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in state.pools]
+        print_data({"apiVersion": "v1", "kind": "List", "items": items}, output)
+        return
+    print_table(
+        None,
+        ("NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE", "AGE"),
+        [_pool_row(pool) for pool in state.pools],
+    )
+
+
+def _pool_row(pool: LoadBalancerIPPool) -> tuple[str, ...]:
+    conditions = {c.type: c for c in pool.status.conditions} if pool.status else {}
+    conflict = conditions.get(CONDITION_POOL_CONFLICT)
+    available = conditions.get(CONDITION_IPS_AVAILABLE)
+    return (
+        pool.metadata.name,
+        str(pool.spec.disabled).lower(),
+        # Unknown until the controller has looked at the pool.
+        "<unknown>" if conflict is None else str(conflict.status == "True").lower(),
+        "<unknown>" if available is None else available.message or "0",
+        _age(pool.metadata.creation_timestamp),
     )
 
 

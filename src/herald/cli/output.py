@@ -1,4 +1,5 @@
-"""Printing listings as a table (rich) or as JSON (`-o json`), the same data either way."""
+"""Printing listings as a table (rich) or as JSON / YAML (`-o json`, `-o yaml`), the same
+data either way."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "yaml")
 
 output_option = click.option(
     "-o",
@@ -25,6 +27,16 @@ output_option = click.option(
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def print_data(data: Any, output: str) -> None:
+    """`-o json` or `-o yaml`: the same document either way, as kubectl prints them."""
+    if output == "yaml":
+        click.echo(
+            yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False), nl=False
+        )
+    else:
+        print_json(data)
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -8,6 +8,7 @@ from herald.ipam.result import Allocation, PoolUsage
 
 CONDITION_SATISFIED = "herald.io/IPAMRequestSatisfied"
 CONDITION_POOL_CONFLICT = "herald.io/PoolConflict"
+CONDITION_IPS_AVAILABLE = "herald.io/IPsAvailable"
 
 
 def service_status(allocation: Allocation, now: str | None = None) -> ServiceStatus:

@@ -247,8 +247,8 @@ class FileSource:
 
 
 def merge_status(state: ClusterState, stored: Mapping[str, Any]) -> ClusterState:
-    """Service status from the state file replaces what the manifests say, and objects
-    without a creationTimestamp get the time the controller first saw them."""
+    """Service and pool status from the state file replace what the manifests say, and
+    objects without a creationTimestamp get the time the controller first saw them."""
     statuses = stored.get("services") or {}
     first_seen = stored.get("firstSeen") or {}
     services = []
@@ -261,8 +261,18 @@ def merge_status(state: ClusterState, stored: Mapping[str, Any]) -> ClusterState
             except ValueError:
                 log.warning("event=state_entry_invalid service=%s", service.key)
         services.append(service)
-    pools = tuple(_with_first_seen(pool, first_seen) for pool in state.pools)
-    return dataclasses.replace(state, services=tuple(services), pools=pools)
+    pool_statuses = stored.get("pools") or {}
+    pools = []
+    for pool in state.pools:
+        pool = _with_first_seen(pool, first_seen)
+        raw = pool_statuses.get(pool.metadata.name)
+        if raw is not None:
+            try:
+                pool = pool.model_copy(update={"status": PoolStatus.model_validate(raw)})
+            except ValueError:
+                log.warning("event=state_entry_invalid pool=%s", pool.metadata.name)
+        pools.append(pool)
+    return dataclasses.replace(state, services=tuple(services), pools=tuple(pools))
 
 
 def object_key(obj: Service | LoadBalancerIPPool) -> str:
