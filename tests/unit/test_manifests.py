@@ -294,3 +294,39 @@ def test_herald_validate_refuses_peer_asn_zero_with_its_location(tmp_path: Path)
         "Cilium reads it) is not supported: herald checks the peer's OPEN against its AS; "
         "write the peer's AS number, 1..4294967295 except 23456"
     )
+
+
+def test_foreign_annotations_that_lose_to_heralds_leave_the_manifests_valid() -> None:
+    text = """
+apiVersion: v1
+kind: Service
+metadata:
+  name: s
+  annotations:
+    herald.io/sharing-key: a
+    lbipam.cilium.io/sharing-key: b
+    metallb.io/allow-shared-ip: c
+spec: {type: LoadBalancer}
+"""
+    state = parse_manifests({"s.yaml": text})
+    assert state.services[0].metadata.annotations["metallb.io/allow-shared-ip"] == "c"
+
+
+def test_foreign_annotations_on_services_herald_does_not_serve_are_not_checked() -> None:
+    text = """
+apiVersion: v1
+kind: Service
+metadata:
+  name: s
+  annotations: {metallb.io/loadBalancerIPs: "not-an-ip"}
+spec: {type: LoadBalancer, loadBalancerClass: metallb.io/metallb}
+"""
+    assert len(parse_manifests({"s.yaml": text}).services) == 1
+    served = text.replace(
+        "loadBalancerClass: metallb.io/metallb", "loadBalancerClass: herald.io/bgp"
+    )
+    with pytest.raises(ManifestError) as caught:
+        parse_manifests({"s.yaml": served})
+    assert [p.path for p in caught.value.problems] == [
+        "metadata.annotations[metallb.io/loadBalancerIPs]"
+    ]

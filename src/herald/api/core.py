@@ -1,8 +1,9 @@
 """The Kubernetes core objects herald reads, with only the fields herald uses.
 
 Unknown fields are tolerated: these are the same manifests a user applies with kubectl.
-herald's own annotations on a Service are checked here, so a malformed one is reported where
-it was written instead of surfacing later as an allocation failure.
+The annotations herald reads on a Service are checked here (what they mean is decided in
+`herald.annotations`), so a malformed one is reported where it was written instead of
+surfacing later as an allocation failure.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from herald.annotations import ipam_settings
 from herald.api.base import Condition, CoreModel, ObjectMeta
 
 # The load balancer classes herald serves; a Service with no class is served too.
@@ -19,9 +21,6 @@ LB_CLASS_BGP = "herald.io/bgp"
 LB_CLASS_L2 = "herald.io/l2"
 HERALD_LB_CLASSES = (LB_CLASS_BGP, LB_CLASS_L2)
 
-ANNOTATION_IPS = "herald.io/ips"
-ANNOTATION_SHARING_KEY = "herald.io/sharing-key"
-ANNOTATION_SHARING_CROSS_NAMESPACE = "herald.io/sharing-cross-namespace"
 ANNOTATION_FORWARDING_MODE = "herald.io/forwarding-mode"
 FORWARDING_MODES = ("snat", "dsr")
 
@@ -94,39 +93,42 @@ class Service(CoreModel):
 
     @field_validator("metadata")
     @classmethod
-    def _herald_annotations(cls, meta: ObjectMeta) -> ObjectMeta:
-        annotations = meta.annotations
-        if ANNOTATION_IPS in annotations:
-            requested = [ip.strip() for ip in annotations[ANNOTATION_IPS].split(",")]
-            if not all(requested):
-                raise ValueError(
-                    f"annotation {ANNOTATION_IPS}: empty entry; write a comma-separated list "
-                    "of IP addresses such as '203.0.113.10,2001:db8::10'"
-                )
-            for ip in requested:
-                _parse_ip(ip, where=f"annotation {ANNOTATION_IPS}")
-        mode = annotations.get(ANNOTATION_FORWARDING_MODE)
+    def _forwarding_mode(cls, meta: ObjectMeta) -> ObjectMeta:
+        mode = meta.annotations.get(ANNOTATION_FORWARDING_MODE)
         if mode is not None and mode not in FORWARDING_MODES:
             raise ValueError(
                 f"annotation {ANNOTATION_FORWARDING_MODE}: {mode!r} is not a forwarding mode; "
                 f"allowed: {', '.join(FORWARDING_MODES)}"
             )
-        if ANNOTATION_SHARING_KEY in annotations and not annotations[ANNOTATION_SHARING_KEY]:
-            raise ValueError(f"annotation {ANNOTATION_SHARING_KEY}: must not be empty")
         return meta
+
+    @model_validator(mode="after")
+    def _ipam_annotations(self) -> Service:
+        # Imported here: facts owns "is this Service herald's", and facts imports this module.
+        from herald.facts import is_handled
+
+        # Cilium's and MetalLB's annotations are theirs on Services herald does not serve (a
+        # cluster migrating runs both), so only there are they checked.
+        settings = ipam_settings(
+            self.metadata.annotations, self.spec.load_balancer_ip, foreign=is_handled(self)
+        )
+        if settings.errors:
+            # One at a time, like every other check on the metadata.
+            first = settings.errors[0]
+            raise ValueError(f"annotation {first.annotation}: {first.message}")
+        return self
 
     @property
     def key(self) -> str:
         return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
 
 
-def _parse_ip(text: str, where: str = "") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        prefix = f"{where}: " if where else ""
         raise ValueError(
-            f"{prefix}{text!r} is not an IP address; write one such as 203.0.113.10 or 2001:db8::10"
+            f"{text!r} is not an IP address; write one such as 203.0.113.10 or 2001:db8::10"
         ) from None
 
 

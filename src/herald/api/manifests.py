@@ -407,8 +407,8 @@ def describe_error(model: type[BaseModel], error: Any) -> tuple[str, str]:
     if kind == "missing":
         return path, "required field is missing"
     message = message.removeprefix("Value error, ")
-    if path == "metadata" and message.startswith("annotation "):
-        # Annotation checks run on the whole metadata; point at the annotation itself.
+    if path in ("metadata", "(document)") and message.startswith("annotation "):
+        # Annotation checks run on the whole metadata or object; point at the annotation.
         annotation, _, message = message.removeprefix("annotation ").partition(": ")
         return f"metadata.annotations[{annotation}]", message
     value = error.get("input")

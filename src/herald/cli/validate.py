@@ -8,9 +8,12 @@ from pathlib import Path
 import click
 
 from herald.api.manifests import load_directory
-from herald.api.problems import ManifestError
+from herald.api.problems import Location, ManifestError, Problem
+from herald.api.snapshot import ClusterState
 from herald.cli.output import output_option, print_json, print_table
+from herald.facts import is_handled
 from herald.ipam import allocate, requests_from_services
+from herald.ipam.request import settings_of
 
 
 @click.command()
@@ -18,7 +21,8 @@ from herald.ipam import allocate, requests_from_services
 @output_option
 def validate(directory: Path, output: str) -> None:
     """Validate every manifest under DIRECTORY; list every problem as
-    file:document: field.path: message and exit 1 if there is any."""
+    file:document: field.path: message and exit 1 if there is any. Warnings (located the
+    same way) do not change the exit status."""
     try:
         state = load_directory(directory)
     except ManifestError as err:
@@ -46,6 +50,7 @@ def validate(directory: Path, output: str) -> None:
     allocations, usage = allocate(state.pools, requests_from_services(state.services))
     conflicts = {u.name: u.conflicting_with for u in usage if u.conflicting_with}
     unsatisfied = {key: a for key, a in allocations.items() if not a.satisfied}
+    warnings = annotation_warnings(state)
     counts = state.counts()
     if output == "json":
         print_json(
@@ -58,6 +63,15 @@ def validate(directory: Path, output: str) -> None:
                     k: {"reason": a.reason.value, "message": a.message}
                     for k, a in unsatisfied.items()
                 },
+                "warnings": [
+                    {
+                        "file": w.location.file,
+                        "document": w.location.document,
+                        "path": w.path,
+                        "message": w.message,
+                    }
+                    for w in warnings
+                ],
             }
         )
         return
@@ -78,3 +92,18 @@ def validate(directory: Path, output: str) -> None:
         click.echo(
             f"warning: Service {key} gets no address: {allocation.reason}: {allocation.message}"
         )
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+
+
+def annotation_warnings(state: ClusterState) -> list[Problem]:
+    """The annotations of Services herald serves that lose to another and ask for something
+    else, located like problems (they are valid: herald knows which one wins)."""
+    found: list[Problem] = []
+    for service in state.services:
+        if not is_handled(service):
+            continue
+        ref = ("Service", service.metadata.namespace or "", service.metadata.name)
+        location = state.locations.get(ref, Location("?", 0))
+        found.extend(Problem(location, w.path, w.message) for w in settings_of(service).warnings)
+    return sorted(found, key=lambda p: (p.location, p.path))

@@ -177,6 +177,14 @@ class Allocator:
         pool = self._serving_pool_of(address)
         if pool is None:
             return [(Reason.NO_POOL, self._why_not_in_pool(address))]
+        if request.pool is not None and pool.name != request.pool:
+            return [
+                (
+                    Reason.POOL_SELECTOR_MISMATCH,
+                    f"{text} is in pool {pool.name}, not in pool {request.pool} that the "
+                    "Service's address-pool annotation names",
+                )
+            ]
         if pool not in self._selected(request, address[0]):
             return [
                 (
@@ -221,6 +229,9 @@ class Allocator:
                 if value is not None:
                     self._take(request, (version, value), pool)
                     return []
+        named = self._named_pool_failure(request, version)
+        if named is not None:
+            return [named]
         if not any(pool.has_family(version) for pool in self._serving):
             return [(Reason.NO_POOL, f"no LoadBalancerIPPool has {family} addresses")]
         if not candidates:
@@ -235,6 +246,36 @@ class Allocator:
             return [(Reason.NO_POOL, f"the pools with {family} addresses are disabled: {names}")]
         names = ", ".join(pool.name for pool in candidates if not pool.disabled)
         return [(Reason.OUT_OF_IPS, f"no free {family} address in pool(s) {names}")]
+
+    def _named_pool_failure(self, request: ServiceRequest, version: int) -> Failure | None:
+        """Why the one pool a Service names gives it no `version` address; None when it
+        names none, or the pool is merely full (which the general message says)."""
+        name = request.pool
+        if name is None:
+            return None
+        why = "the only pool the Service's address-pool annotation allows"
+        pool = next((p for p in self._pools if p.name == name), None)
+        if pool is None:
+            return (
+                Reason.NO_POOL,
+                f"no LoadBalancerIPPool named {name!r}, which the Service's address-pool "
+                "annotation names",
+            )
+        if pool.conflicting_with is not None:
+            return (
+                Reason.NO_POOL,
+                f"pool {name} conflicts and serves no addresses: {pool.conflicting_with} ({why})",
+            )
+        if not pool.has_family(version):
+            return (Reason.NO_POOL, f"pool {name} has no IPv{version} addresses ({why})")
+        if not matches(pool.selector, request.labels):
+            return (
+                Reason.POOL_SELECTOR_MISMATCH,
+                f"pool {name}'s serviceSelector does not select this Service ({why})",
+            )
+        if pool.disabled:
+            return (Reason.NO_POOL, f"pool {name} is disabled ({why})")
+        return None
 
     def _why_not_in_pool(self, address: Address) -> str:
         text = address_text(address)
@@ -253,15 +294,22 @@ class Allocator:
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _selected(self, request: ServiceRequest, version: int) -> tuple[PoolState, ...]:
-        """Serving pools with addresses of `version` that select `request`, oldest first."""
+        """Serving pools with addresses of `version` that select `request`, oldest first (only
+        the pool it names, if it names one)."""
         # Only the labels some selector looks at matter, so most Services share an entry.
-        key = (version, *(request.labels.get(label) for label in self._selector_keys))
+        key = (
+            version,
+            request.pool,
+            *(request.labels.get(label) for label in self._selector_keys),
+        )
         selected = self._selection_cache.get(key)
         if selected is None:
             selected = tuple(
                 pool
                 for pool in self._serving
-                if pool.has_family(version) and matches(pool.selector, request.labels)
+                if (request.pool is None or pool.name == request.pool)
+                and pool.has_family(version)
+                and matches(pool.selector, request.labels)
             )
             self._selection_cache[key] = selected
         return selected

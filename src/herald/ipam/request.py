@@ -11,12 +11,8 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from herald.api.core import (
-    ANNOTATION_IPS,
-    ANNOTATION_SHARING_CROSS_NAMESPACE,
-    ANNOTATION_SHARING_KEY,
-    Service,
-)
+from herald.annotations import IPAMSettings, ipam_settings
+from herald.api.core import Service
 from herald.facts import is_handled, service_labels
 
 # An address as (IP version, integer value): cheaper to hash and compare than ipaddress objects.
@@ -45,7 +41,7 @@ class ServiceRequest:
     namespace: str
     # Labels as pool selectors see them: the Service's own plus its namespace and name.
     labels: Mapping[str, str]
-    # Explicitly requested addresses (annotation herald.io/ips or spec.loadBalancerIP).
+    # Explicitly requested addresses (an IPs annotation or spec.loadBalancerIP).
     requested: tuple[Address, ...] = ()
     # Wanted IP versions, in order of preference, and how many of them must be satisfied.
     families: tuple[int, ...] = (4, 6)
@@ -61,6 +57,9 @@ class ServiceRequest:
     current: tuple[Address, ...] = ()
     # Processing order: older Services first, then by key.
     order: tuple[str, str] = ("", "")
+    # The only pool to take addresses from (MetalLB's address-pool annotation); None: any
+    # pool whose serviceSelector selects the Service.
+    pool: str | None = None
 
     def wants(self, version: int) -> bool:
         if self.requested:
@@ -68,21 +67,21 @@ class ServiceRequest:
         return version in self.families
 
 
+def settings_of(service: Service) -> IPAMSettings:
+    """What the Service's annotations ask of LB-IPAM (`herald.annotations` decides), read as
+    they are for a Service herald serves."""
+    return ipam_settings(service.metadata.annotations, service.spec.load_balancer_ip)
+
+
 def request_for(service: Service) -> ServiceRequest:
     meta, spec = service.metadata, service.spec
     namespace = meta.namespace or "default"
-    annotations = meta.annotations
-    requested: tuple[Address, ...] = ()
-    if ANNOTATION_IPS in annotations:
-        requested = tuple(to_address(ip.strip()) for ip in annotations[ANNOTATION_IPS].split(","))
-    elif spec.load_balancer_ip:
-        requested = (to_address(spec.load_balancer_ip),)
+    settings = settings_of(service)
     families = tuple(4 if family == "IPv4" else 6 for family in spec.ip_families) or (4, 6)
     if spec.ip_family_policy == "SingleStack" and spec.ip_families:
         # A single stack named explicitly is that family only; unnamed, IPv4 is preferred
         # and IPv6 taken when no IPv4 pool serves the Service.
         families = families[:1]
-    cross = annotations.get(ANNOTATION_SHARING_CROSS_NAMESPACE, "")
     current = tuple(
         to_address(ingress.ip)
         for ingress in service.status.load_balancer.ingress
@@ -92,17 +91,18 @@ def request_for(service: Service) -> ServiceRequest:
         key=f"{namespace}/{meta.name}",
         namespace=namespace,
         labels=service_labels(service),
-        requested=requested,
+        requested=tuple((ip.version, int(ip)) for ip in settings.requested),
         families=families,
         policy=spec.ip_family_policy,
-        sharing_key=annotations.get(ANNOTATION_SHARING_KEY),
-        sharing_namespaces=frozenset(ns.strip() for ns in cross.split(",") if ns.strip()),
+        sharing_key=settings.sharing_key,
+        sharing_namespaces=settings.sharing_namespaces,
         ports=frozenset((port.protocol, port.port) for port in spec.ports),
         load_balancer_class=spec.load_balancer_class,
         traffic_policy=spec.external_traffic_policy,
         selector=tuple(sorted(spec.selector.items())) if spec.selector is not None else None,
         current=current,
         order=(meta.creation_timestamp or "", f"{namespace}/{meta.name}"),
+        pool=settings.pool,
     )
 
 
