@@ -11,6 +11,7 @@ from herald.cli.controller import controller
 from herald.cli.crds import crds
 from herald.cli.demo import demo
 from herald.cli.get import get
+from herald.cli.import_ import import_
 from herald.cli.ipam import ipam
 from herald.cli.l2 import l2
 from herald.cli.lab import lab
@@ -34,6 +35,7 @@ cli.add_command(agent)
 cli.add_command(status)
 cli.add_command(lab)
 cli.add_command(l2)
+cli.add_command(import_)
 bgp.add_command(peers)
 bgp.add_command(routes)
 
