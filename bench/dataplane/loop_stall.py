@@ -18,23 +18,14 @@ import json
 import subprocess
 import time
 from collections.abc import Sequence
-from ipaddress import IPv4Address
+
+from programming import service
 
 from herald.dataplane.apply import Datapath, Nft
-from herald.dataplane.model import Backend, DataplaneService, NodeContext, Protocol, ServicePort
+from herald.dataplane.model import DataplaneService, NodeContext
 from results import record
 
 TICK = 0.05
-
-
-def service(index: int, backends: int) -> DataplaneService:
-    base = int(IPv4Address("198.18.0.0")) + index * backends
-    return DataplaneService(
-        key=f"bench/svc-{index}",
-        vips=(IPv4Address(int(IPv4Address("203.0.0.0")) + index),),
-        ports=(ServicePort("http", Protocol.TCP, 80, 8080),),
-        backends=tuple(Backend(IPv4Address(base + j), "n1") for j in range(backends)),
-    )
 
 
 def accept(argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:

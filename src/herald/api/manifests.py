@@ -398,8 +398,8 @@ def _validate(
 
 def describe_error(model: type[BaseModel], error: Any) -> tuple[str, str]:
     """A pydantic error as (field.path, message saying what is wrong and what is allowed)."""
-    loc = [part for part in error["loc"] if not _is_union_tag(part)]
-    path = _path_text(loc) or "(document)"
+    loc = error_location(error)
+    path = path_text(loc) or "(document)"
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])
@@ -422,14 +422,20 @@ def _has_deeper_error(error: Any, errors: list[Any]) -> bool:
     return any(tuple(other["loc"])[: len(loc)] == loc and other is not error for other in errors)
 
 
+def error_location(error: Any) -> list[Any]:
+    """A pydantic error's location as the field path a user wrote: pydantic also names the
+    union member it tried (`int`, `function-after[...]`), which no manifest has."""
+    return [part for part in error["loc"] if not _is_union_tag(part)]
+
+
 def _is_union_tag(part: Any) -> bool:
-    # pydantic names the union member it tried (`int`, `function-after[...]`) in the location.
     return isinstance(part, str) and (
         part in ("int", "str", "float", "bool", "none") or "[" in part
     )
 
 
-def _path_text(loc: list[Any]) -> str:
+def path_text(loc: list[Any]) -> str:
+    """`spec.blocks[0].cidr` from a location (keys with dots or slashes in brackets)."""
     text = ""
     for part in loc:
         if isinstance(part, int) or "." in str(part) or "/" in str(part):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from herald.api.kinds import kind_name
-from herald.api.manifests import describe_error
+from herald.api.manifests import describe_error, error_location, path_text
 from herald.importers.report import Context, Origin
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,7 +86,7 @@ def build(model: type[M], draft: Draft) -> M | None:
             return model.model_validate(data)
         except ValidationError as err:
             error = _first(err.errors())
-        loc = [part for part in error["loc"] if not _is_union_tag(part)]
+        loc = error_location(error)
         path, message = describe_error(model, error)
         ctx, source = draft.where(path)
         narrowing = any(part in NARROWING for part in loc if isinstance(part, str))
@@ -101,7 +101,7 @@ def build(model: type[M], draft: Draft) -> M | None:
             return None
         target = item if item is not None else loc
         _remove(data, target)
-        if item is not None and _path_text(item) != path:
+        if item is not None and path_text(item) != path:
             consequence = "the entry holding it is left out"
         else:
             consequence = "left out, so herald's default applies"
@@ -140,23 +140,6 @@ def _remove(data: Any, loc: list[Any]) -> None:
         parent.pop(last)
     elif isinstance(parent, dict):
         parent.pop(last, None)
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic names the union member it tried (`int`, `function-after[...]`) in the location.
-    return isinstance(part, str) and (
-        part in ("int", "str", "float", "bool", "none") or "[" in part
-    )
-
-
-def _path_text(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int) or "." in str(part) or "/" in str(part):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
 
 
 def _prefixes(path: str) -> list[str]:

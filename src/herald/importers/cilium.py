@@ -328,19 +328,26 @@ def _session(
             for key in written:
                 draft.came_from(f"spec.timers.{key}", f"{path}.timers.{key}")
     _auth(fields.text("authSecretRef"), f"{path}.authSecretRef", spec, draft, env, made)
-    restart = fields.sub("gracefulRestart")
-    if restart is not None:
-        graceful: dict[str, Any] = {"enabled": bool(restart.flag("enabled"))}
-        seconds = restart.integer("restartTimeSeconds")
-        if seconds is not None:
-            graceful["restartTimeSeconds"] = seconds
-        spec["gracefulRestart"] = graceful
-        draft.came_from("spec.gracefulRestart", f"{path}.gracefulRestart")
+    _graceful_restart(fields.sub("gracefulRestart"), path, spec, draft)
     multihop = fields.integer("ebgpMultihop")
     if multihop is not None:
         spec["ebgpMultihop"] = multihop
         draft.came_from("spec.ebgpMultihop", f"{path}.ebgpMultihop")
     return spec
+
+
+def _graceful_restart(
+    restart: Fields | None, path: str, spec: dict[str, Any], draft: Draft
+) -> None:
+    """`gracefulRestart` as both the v2 peer config and the older policy's neighbor write it."""
+    if restart is None:
+        return
+    graceful: dict[str, Any] = {"enabled": bool(restart.flag("enabled"))}
+    seconds = restart.integer("restartTimeSeconds")
+    if seconds is not None:
+        graceful["restartTimeSeconds"] = seconds
+    spec["gracefulRestart"] = graceful
+    draft.came_from("spec.gracefulRestart", f"{path}.gracefulRestart")
 
 
 def _auth(
@@ -688,14 +695,7 @@ def _neighbor(
     if multihop is not None:
         spec["ebgpMultihop"] = multihop
         draft.came_from("spec.ebgpMultihop", f"{path}.eBGPMultihopTTL")
-    restart = neighbor.sub("gracefulRestart")
-    if restart is not None:
-        graceful: dict[str, Any] = {"enabled": bool(restart.flag("enabled"))}
-        seconds = restart.integer("restartTimeSeconds")
-        if seconds is not None:
-            graceful["restartTimeSeconds"] = seconds
-        spec["gracefulRestart"] = graceful
-        draft.came_from("spec.gracefulRestart", f"{path}.gracefulRestart")
+    _graceful_restart(neighbor.sub("gracefulRestart"), path, spec, draft)
     afis = [("ipv4", "unicast"), ("ipv6", "unicast")]
     listed = neighbor.subs("families")
     if listed:
