@@ -18,7 +18,14 @@ import ipaddress
 from collections.abc import Iterable
 
 from herald.addresses import address_order
-from herald.api.core import HERALD_LB_CLASSES, EndpointConditions, EndpointSlice, Node, Service
+from herald.api.core import (
+    HERALD_LB_CLASSES,
+    EndpointConditions,
+    EndpointSlice,
+    Node,
+    ObjectReference,
+    Service,
+)
 from herald.api.pool import SERVICE_NAME_KEY, SERVICE_NAMESPACE_KEY
 from herald.dataplane.endpoints import usable
 from herald.dataplane.model import Backend, IPAddress, TrafficPolicy
@@ -82,9 +89,10 @@ def backends(slices: Iterable[EndpointSlice]) -> tuple[Backend, ...]:
         for endpoint in eps.endpoints:
             ready, serving, terminating = _conditions(endpoint.conditions)
             node = endpoint.node_name or ""
+            pod = _pod(endpoint.target_ref, eps.metadata.namespace or "default")
             for address in endpoint.addresses:
                 ip = ipaddress.ip_address(address)
-                found[(ip, node)] = Backend(ip, node, ready, serving, terminating)
+                found[(ip, node)] = Backend(ip, node, ready, serving, terminating, pod=pod)
     return tuple(found[key] for key in sorted(found, key=lambda k: (*address_order(k[0]), k[1])))
 
 
@@ -108,6 +116,12 @@ def _conditions(conditions: EndpointConditions) -> tuple[bool, bool, bool]:
     ready = True if conditions.ready is None else conditions.ready
     serving = ready if conditions.serving is None else conditions.serving
     return ready, serving, bool(conditions.terminating)
+
+
+def _pod(ref: ObjectReference | None, namespace: str) -> str:
+    if ref is None or ref.kind != "Pod" or not ref.name:
+        return ""
+    return f"{ref.namespace or namespace}/{ref.name}"
 
 
 def _policy(service: Service) -> TrafficPolicy:

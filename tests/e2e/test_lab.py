@@ -74,6 +74,13 @@ def test_demo_walkthrough(router: str, lab_cleanup: None) -> None:
     if router == "frr":
         assert len(re.findall(r"^192\.0\.2\.\d+ .* 1 +0 N/A$", output, re.M)) == 6
     assert took < 90
+    # `herald service list`: the frontend with its six pods, counted on the nodes.
+    listed = json.loads(run(cluster.herald_argv("service", "list", "-o", "json")).stdout)
+    (web,) = [row for row in listed if row["service"] == "default/web1-lb"]
+    assert web["frontend"] == f"{VIP}:80/TCP"
+    assert sorted(b["pod"] for b in web["backends"]) == [f"default/web1-{i}" for i in range(6)]
+    assert {b["state"] for b in web["backends"]} == {"active"}
+    assert web["packets"] >= 60
 
 
 def write_service(**spec: str) -> None:

@@ -23,15 +23,21 @@ from dataclasses import dataclass, field
 
 from herald.agent.l2 import L2Announcements, L2Config
 from herald.agent.plan import NodePlan, PeerPlan, SpeakerKey, plan_node
-from herald.agent.status import AgentStatus, SessionStatus
+from herald.agent.status import AgentStatus, BackendStatus, FrontendStatus, SessionStatus
 from herald.api.snapshot import ClusterState
 from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import PeerConfig
 from herald.bgp.speaker import Speaker
-from herald.dataplane.apply import ApplyError, Datapath, Nft, NftApi
+from herald.dataplane.apply import ApplyError, Counter, Datapath, Nft, NftApi
 from herald.dataplane.endpoints import usable_backends
 from herald.dataplane.libnft import LibNft, LibNftUnavailable
-from herald.dataplane.model import DataplaneService, ForwardingMode, IPAddress, NodeContext
+from herald.dataplane.model import (
+    Backend,
+    DataplaneService,
+    ForwardingMode,
+    IPAddress,
+    NodeContext,
+)
 from herald.facts import node_addresses
 from herald.netlink.routes import NetlinkError, UnreachableRoutes
 from herald.sources.base import Source
@@ -264,6 +270,16 @@ class Agent:
 
     # -- status ----------------------------------------------------------------------------
 
+    def _frontends(self) -> tuple[FrontendStatus, ...]:
+        if self._datapath is None:
+            return ()
+        try:
+            counted = self._datapath.counters()
+        except (OSError, ValueError) as err:  # the listing stays useful without counters
+            log.warning("event=counters_unreadable node=%s error=%r", self.config.node, err)
+            counted = {}
+        return frontends(self._datapath.committed.values(), counted)
+
     def status(self) -> AgentStatus:
         plan = self._applied.plan
         peers = []
@@ -297,6 +313,7 @@ class Agent:
                 )
         return AgentStatus(
             node=self.config.node,
+            frontends=self._frontends(),
             applied_at=self._applied.applied_at,
             apply_ms=self._applied.apply_ms,
             services=tuple(s.key for s in plan.services) if plan else (),
@@ -309,6 +326,47 @@ class Agent:
                 *(_unsent(peer) for peer in peers if peer.unsent),
             ),
         )
+
+
+def frontends(
+    services: Iterable[DataplaneService], counters: Mapping[str, Counter]
+) -> tuple[FrontendStatus, ...]:
+    """What `herald service list` shows of one node (pure): each frontend of each Service
+    the kernel holds, with its backends and their state, and the Service's counters."""
+    rows = []
+    for service in sorted(services, key=lambda s: s.key):
+        counted = counters.get(service.key)
+        for vip in service.vips:
+            for port in service.ports:
+                host = f"[{vip}]" if vip.version == 6 else str(vip)
+                rows.append(
+                    FrontendStatus(
+                        service=service.key,
+                        frontend=f"{host}:{port.port}/{port.protocol.value.upper()}",
+                        mode=service.forwarding_mode.value,
+                        traffic_policy=service.external_traffic_policy.value,
+                        backends=tuple(
+                            BackendStatus(
+                                address=str(b.address),
+                                port=port.target_port,
+                                node=b.node,
+                                pod=b.pod,
+                                state=_state(b),
+                            )
+                            for b in service.backends
+                            if b.version == vip.version
+                        ),
+                        packets=counted.packets if counted else None,
+                        bytes=counted.bytes if counted else None,
+                    )
+                )
+    return tuple(rows)
+
+
+def _state(backend: Backend) -> str:
+    if backend.ready:
+        return "active"
+    return "terminating" if backend.terminating and backend.serving else "not-ready"
 
 
 def _unsent(peer: SessionStatus) -> str:

@@ -73,6 +73,30 @@ class L2Status(_StatusModel):
     owners: tuple[L2Owner, ...] = ()
 
 
+class BackendStatus(_StatusModel):
+    """One backend of a frontend: `active` takes new flows, `terminating` drains (it takes
+    new flows only while no backend is active), `not-ready` takes none."""
+
+    address: str
+    port: int
+    node: str
+    pod: str = ""
+    state: str = "active"
+
+
+class FrontendStatus(_StatusModel):
+    """One VIP:port/protocol of a Service as this node's committed rules forward it."""
+
+    service: str
+    frontend: str
+    mode: str
+    traffic_policy: str
+    backends: tuple[BackendStatus, ...] = ()
+    # The Service's counters on this node (all its frontends together), when readable.
+    packets: int | None = None
+    bytes: int | None = None
+
+
 class AgentStatus(_StatusModel):
     """What one agent applied, its sessions, its L2 view and its problems. `error` is set
     by the reader when the agent did not answer."""
@@ -85,6 +109,7 @@ class AgentStatus(_StatusModel):
     l2: L2Status | None = None
     problems: tuple[str, ...] = ()
     error: str | None = None
+    frontends: tuple[FrontendStatus, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = self.model_dump(mode="json", by_alias=True, exclude={"error"})

@@ -139,10 +139,17 @@ class EndpointConditions(CoreModel):
     terminating: bool | None = None
 
 
+class ObjectReference(CoreModel):
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
 class Endpoint(CoreModel):
     addresses: tuple[str, ...] = Field(min_length=1)
     conditions: EndpointConditions = EndpointConditions()
     node_name: str | None = None
+    target_ref: ObjectReference | None = None
     hostname: str | None = None
     zone: str | None = None
 

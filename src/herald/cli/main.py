@@ -15,6 +15,7 @@ from herald.cli.import_ import import_
 from herald.cli.ipam import ipam
 from herald.cli.l2 import l2
 from herald.cli.lab import lab
+from herald.cli.service import service
 from herald.cli.validate import validate
 
 
@@ -36,6 +37,7 @@ cli.add_command(status)
 cli.add_command(lab)
 cli.add_command(l2)
 cli.add_command(import_)
+cli.add_command(service)
 bgp.add_command(peers)
 bgp.add_command(routes)
 

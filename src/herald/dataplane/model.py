@@ -51,6 +51,8 @@ class Backend:
     serving: bool = True
     terminating: bool = False
     weight: int = 1
+    # "namespace/name" of the pod behind the address, for listings ("" when unknown).
+    pod: str = ""
 
     def __post_init__(self) -> None:
         if self.weight < 1:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from herald.agent.plan import plan_node
-from herald.api.core import Node
+from herald.api.core import EndpointSlice, Node
 from herald.dataplane.endpoints import usable_backends
-from herald.facts import heartbeat_address, node_addresses, router_id
+from herald.facts import backends, heartbeat_address, node_addresses, router_id
 
 from .test_plan import SEED_STATUS, seed_files, state
 from .test_plan_l2 import L2_STATUS, l2_files
@@ -85,3 +85,22 @@ def test_a_node_with_no_address_has_no_router_id_or_heartbeat_address() -> None:
         ("n", "192.0.2.5"),
         ("n", "2001:db8::5"),
     ]
+
+
+def test_a_backend_names_its_pod_from_the_target_ref() -> None:
+    eps = EndpointSlice.model_validate(
+        {
+            "metadata": {
+                "name": "web-1",
+                "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "web"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["198.18.1.10"], "targetRef": {"kind": "Pod", "name": "web-0"}},
+                {"addresses": ["198.18.1.11"], "targetRef": {"kind": "Node", "name": "w1"}},
+                {"addresses": ["198.18.1.12"]},
+            ],
+        }
+    )
+    assert [b.pod for b in backends([eps])] == ["shop/web-0", "", ""]
