@@ -280,7 +280,9 @@ class Agent:
             counted = {}
         return frontends(self._datapath.committed.values(), counted)
 
-    def status(self) -> AgentStatus:
+    def status(self, frontends: bool = False) -> AgentStatus:
+        """What the agent applied, its sessions, L2 view and problems; with `frontends`,
+        every frontend its committed rules forward (costly for large Services)."""
         plan = self._applied.plan
         peers = []
         for name, (key, config) in sorted(self._applied.peers.items()):
@@ -313,7 +315,7 @@ class Agent:
                 )
         return AgentStatus(
             node=self.config.node,
-            frontends=self._frontends(),
+            frontends=self._frontends() if frontends else (),
             applied_at=self._applied.applied_at,
             apply_ms=self._applied.apply_ms,
             services=tuple(s.key for s in plan.services) if plan else (),

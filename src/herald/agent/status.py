@@ -122,7 +122,13 @@ def socket_path(directory: Path, node: str) -> Path:
     return directory / f"{node}.sock"
 
 
-async def serve_status(path: Path, status: Callable[[], AgentStatus]) -> asyncio.Server:
+# The requests: `status` is cheap (every poll of `herald status`, the lab and its tests);
+# `frontends` adds every frontend with its backends and counters (`herald service list`),
+# which for large Services is costly, so it is built only when asked.
+REQUESTS = {b"status": False, b"frontends": True}
+
+
+async def serve_status(path: Path, status: Callable[[bool], AgentStatus]) -> asyncio.Server:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -130,8 +136,8 @@ async def serve_status(path: Path, status: Callable[[], AgentStatus]) -> asyncio
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = (await asyncio.wait_for(reader.readline(), timeout=2)).strip()
-            if request == b"status":
-                body = status().to_json()
+            if request in REQUESTS:
+                body = status(REQUESTS[request]).to_json()
             else:
                 body = {"error": f"unknown request {request[:40]!r}; send 'status'"}
             writer.write(json.dumps(body).encode() + b"\n")
@@ -144,25 +150,25 @@ async def serve_status(path: Path, status: Callable[[], AgentStatus]) -> asyncio
     return await asyncio.start_unix_server(handle, path=str(path))
 
 
-def query(path: Path, timeout: float = 2.0) -> AgentStatus:
+def query(path: Path, timeout: float = 2.0, frontends: bool = False) -> AgentStatus:
     """Ask one agent for its status (blocking: for the CLI)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(str(path))
-        conn.sendall(b"status\n")
+        conn.sendall(b"frontends\n" if frontends else b"status\n")
         chunks = []
         while chunk := conn.recv(65536):
             chunks.append(chunk)
     return AgentStatus.model_validate_json(b"".join(chunks))
 
 
-def query_all(directory: Path) -> list[AgentStatus]:
+def query_all(directory: Path, frontends: bool = False) -> list[AgentStatus]:
     """Every agent with a socket in `directory`; an agent that does not answer is listed
     with its error rather than hidden."""
     results = []
     for path in sorted(directory.glob("*.sock")):
         try:
-            results.append(query(path))
+            results.append(query(path, frontends=frontends))
         except (OSError, ValueError) as err:
             results.append(AgentStatus(node=path.stem, error=f"no answer from {path}: {err}"))
     return results

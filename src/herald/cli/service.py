@@ -24,7 +24,7 @@ def service() -> None:
 @output_option
 def list_services(status_dir: Path, node: str | None, output: str) -> None:
     """FRONTEND SERVICE MODE BACKEND PACKETS: one line per backend."""
-    agents = [a for a in query_all(status_dir) if node is None or a.node == node]
+    agents = [a for a in query_all(status_dir, frontends=True) if node is None or a.node == node]
     for agent in agents:
         if agent.error:
             click.echo(f"warning: {agent.node}: {agent.error}", err=True)

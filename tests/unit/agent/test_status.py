@@ -40,7 +40,7 @@ def test_what_the_agent_serves_the_cli_reads_back(tmp_path: Path) -> None:
     path = socket_path(tmp_path, "w1")
 
     async def main() -> AgentStatus:
-        server = await serve_status(path, lambda: STATUS)
+        server = await serve_status(path, lambda _: STATUS)
         try:
             return await asyncio.to_thread(query, path)
         finally:
