@@ -315,18 +315,7 @@ def _session(
                 "herald connects from a port the kernel chooses (Cilium deprecated this "
                 "field too); left out",
             )
-    timers = fields.sub("timers")
-    if timers is not None:
-        written = {
-            key: value
-            for key in ("connectRetryTimeSeconds", "holdTimeSeconds", "keepAliveTimeSeconds")
-            if (value := timers.integer(key)) is not None
-        }
-        if written:
-            spec["timers"] = written
-            draft.came_from("spec.timers", f"{path}.timers")
-            for key in written:
-                draft.came_from(f"spec.timers.{key}", f"{path}.timers.{key}")
+    _timers(fields.sub("timers"), f"{path}.timers", spec, draft)
     _auth(fields.text("authSecretRef"), f"{path}.authSecretRef", spec, draft, env, made)
     _graceful_restart(fields.sub("gracefulRestart"), path, spec, draft)
     multihop = fields.integer("ebgpMultihop")
@@ -334,6 +323,20 @@ def _session(
         spec["ebgpMultihop"] = multihop
         draft.came_from("spec.ebgpMultihop", f"{path}.ebgpMultihop")
     return spec
+
+
+def _timers(source: Fields | None, where: str, spec: dict[str, Any], draft: Draft) -> None:
+    """The session timers, as the v2 peer config (`timers.*`) and the older policy's
+    neighbor (at its top level) write them: the same names as herald's."""
+    if source is None:
+        return
+    names = ("connectRetryTimeSeconds", "holdTimeSeconds", "keepAliveTimeSeconds")
+    written = {key: value for key in names if (value := source.integer(key)) is not None}
+    if written:
+        spec["timers"] = written
+        draft.came_from("spec.timers", where)
+        for key in written:
+            draft.came_from(f"spec.timers.{key}", f"{where}.{key}")
 
 
 def _graceful_restart(
@@ -681,16 +684,7 @@ def _neighbor(
     if port is not None:
         spec["transport"] = {"peerPort": port}
         draft.came_from("spec.transport.peerPort", f"{path}.peerPort")
-    timers = {
-        key: value
-        for key in ("connectRetryTimeSeconds", "holdTimeSeconds", "keepAliveTimeSeconds")
-        if (value := neighbor.integer(key)) is not None
-    }
-    if timers:
-        spec["timers"] = timers
-        draft.came_from("spec.timers", path)
-        for key in timers:
-            draft.came_from(f"spec.timers.{key}", f"{path}.{key}")
+    _timers(neighbor, path, spec, draft)
     multihop = neighbor.integer("eBGPMultihopTTL")
     if multihop is not None:
         spec["ebgpMultihop"] = multihop
