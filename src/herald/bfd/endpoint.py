@@ -53,11 +53,19 @@ class _Peer:
 
 
 class Endpoint:
-    """`port` is where we listen, `peer_port` where peers listen (both 3784 but in tests)."""
+    """`port` is where we listen, `peer_port` where peers listen (both 3784 but in tests).
+    `control_plane_independent` sets the C bit of every session: for an endpoint that runs
+    in a process of its own (`bfd.process`), not in the BGP speaker's."""
 
-    def __init__(self, port: int = BFD_PORT, peer_port: int = BFD_PORT) -> None:
+    def __init__(
+        self,
+        port: int = BFD_PORT,
+        peer_port: int = BFD_PORT,
+        control_plane_independent: bool = False,
+    ) -> None:
         self.port = port
         self.peer_port = peer_port
+        self.control_plane_independent = control_plane_independent
         self._peers: dict[IPAddress, _Peer] = {}
         self._by_discriminator: dict[int, _Peer] = {}
         self._receivers: list[socket.socket] = []
@@ -115,7 +123,7 @@ class Endpoint:
                 return
             self.remove(address)
         discriminator = self._new_discriminator()
-        session = Session(discriminator, timers, self._loop.time())
+        session = self._session(discriminator, timers)
         peer = _Peer(address, session, on_change)
         self._peers[address] = peer
         self._by_discriminator[discriminator] = peer
@@ -142,10 +150,18 @@ class Endpoint:
         old = peer.session
         self._by_discriminator.pop(old.local_discriminator, None)
         discriminator = self._new_discriminator()
-        peer.session = Session(discriminator, old.timers, self._loop.time())
+        peer.session = self._session(discriminator, old.timers)
         self._by_discriminator[discriminator] = peer
         log.info("event=bfd_restarted peer=%s", peer.address)
         self._run(peer)
+
+    def _session(self, discriminator: int, timers: Timers) -> Session:
+        return Session(
+            discriminator,
+            timers,
+            self._loop.time(),
+            control_plane_independent=self.control_plane_independent,
+        )
 
     def remove(self, address: IPAddress) -> None:
         peer = self._peers.pop(address, None)
@@ -172,6 +188,13 @@ class Endpoint:
         if peer is None:
             return None
         return State.DOWN if peer.restart is not None else peer.session.state
+
+    def sessions(self) -> dict[IPAddress, tuple[Timers, State]]:
+        """Every session's timers and state."""
+        return {
+            address: (peer.session.timers, self.state(address) or State.DOWN)
+            for address, peer in self._peers.items()
+        }
 
     def _new_discriminator(self) -> int:
         while True:

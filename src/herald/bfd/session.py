@@ -10,6 +10,12 @@ once Up, the configured interval applies and a Poll sequence tells the peer. The
 timer changes are taken at once from each packet (§6.8.7: the transmit interval is the
 larger of ours and the peer's required receive interval, jittered to 75-100 %, 75-90 %
 with a detect multiplier of 1).
+
+`control_plane_independent` is the C bit (§4.1; §6.8.7: set when BFD keeps working through
+a disruption of the control plane): the session runs apart from the routing protocol it
+serves, so that it survives that protocol's restart; a peer then takes the session going
+Down as a failure of the path, not of our control plane (RFC 5882 §4.3.2), and graceful
+restart as the control plane's.
 """
 
 from __future__ import annotations
@@ -61,11 +67,13 @@ class Session:
         timers: Timers,
         now: float,
         jitter: Callable[[], float] = random.random,
+        control_plane_independent: bool = False,
     ) -> None:
         if not 0 < local_discriminator < 2**32:
             raise ValueError("the local discriminator must be 1..2**32-1")
         self.local_discriminator = local_discriminator
         self.timers = timers
+        self.control_plane_independent = control_plane_independent
         self.state = State.DOWN
         self.diag = Diag.NONE
         self.remote_state = State.DOWN
@@ -74,6 +82,8 @@ class Session:
         self.remote_desired_min_tx = 0
         self.remote_detect_mult = 0
         self.remote_demand = False
+        # The peer's C bit: its BFD survives its control plane's restart (RFC 5882 §4.3.2).
+        self.remote_control_plane_independent = False
         self._jitter = jitter
         self._polling = False
         self._final_pending = False
@@ -111,6 +121,7 @@ class Session:
         self.remote_min_rx = packet.required_min_rx
         self.remote_detect_mult = packet.detect_mult
         self.remote_demand = packet.demand
+        self.remote_control_plane_independent = packet.control_plane_independent
         if packet.final:
             self._polling = False
         self._detect_at = now + self.detection_time
@@ -190,6 +201,7 @@ class Session:
             required_min_rx=self.timers.required_min_rx,
             poll=self._polling and not final,
             final=final,
+            control_plane_independent=self.control_plane_independent,
         )
 
     def _go(

@@ -28,11 +28,12 @@ import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
+from typing import Protocol
 
 from herald.addresses import IPAddress
-from herald.bfd.endpoint import Endpoint
+from herald.bfd.endpoint import Endpoint, OnChange
 from herald.bfd.packet import State as BfdState
-from herald.bfd.session import StateChange
+from herald.bfd.session import StateChange, Timers
 from herald.bgp.adj_rib_out import AdjRibOut
 from herald.bgp.export import ExportContext, Network, RouteAttributes, family_of, next_hops
 from herald.bgp.fsm import Deliver, SessionConfig, SessionDown, SessionEstablished, State
@@ -61,6 +62,17 @@ from herald.bgp.wire import (
 from herald.bgp.wire.errors import CeaseSubcode
 
 log = logging.getLogger(__name__)
+
+
+class Bfd(Protocol):
+    """The BFD sessions a speaker asks for: an `Endpoint` in the speaker's own process, or
+    the agent's BFD process (`agent.bfd.BfdProcess`), whose sessions outlive the agent."""
+
+    def add(self, address: IPAddress, timers: Timers, on_change: OnChange) -> None: ...
+
+    def remove(self, address: IPAddress) -> None: ...
+
+    def state(self, address: IPAddress) -> BfdState | None: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,9 @@ class Speaker:
     """All of one node's BGP peers.
 
     `listen` is (address, port) of the listening socket, or None for a speaker that only
-    connects. Port 0 picks a free port (see `listen_port`).
+    connects. Port 0 picks a free port (see `listen_port`). `bfd` runs the peers' BFD
+    sessions; without it the speaker opens an `Endpoint` of its own when a peer asks for
+    BFD (C bit clear: those sessions end with this process).
     """
 
     def __init__(
@@ -125,6 +139,7 @@ class Speaker:
         listen: tuple[str, int] | None = ("::", 179),
         restarting: bool = False,
         rng: random.Random | None = None,
+        bfd: Bfd | None = None,
     ) -> None:
         problem = AS_NUMBER.problem(local_as)
         if problem is not None:
@@ -138,7 +153,8 @@ class Speaker:
         self._peers: dict[IPAddress, _Peer] = {}
         self._listener = Listener(*listen, self._session_for) if listen else None
         self._subscribers: set[asyncio.Queue[PeerEvent]] = set()
-        self._bfd: Endpoint | None = None
+        self._bfd: Bfd | None = bfd
+        self._own_bfd: Endpoint | None = None  # opened here, closed with the speaker
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -151,9 +167,9 @@ class Speaker:
             await self.remove_peer(address)
         if self._listener is not None:
             await self._listener.close()
-        if self._bfd is not None:
-            self._bfd.close()
-            self._bfd = None
+        if self._own_bfd is not None:
+            self._own_bfd.close()
+            self._own_bfd = self._bfd = None
 
     async def __aenter__(self) -> Speaker:
         await self.start()
@@ -174,7 +190,7 @@ class Speaker:
         if config.bfd is not None and self._bfd is None:
             endpoint = Endpoint()
             endpoint.start()  # a port already taken fails here, before anything is set up
-            self._bfd = endpoint
+            self._bfd = self._own_bfd = endpoint
         if self._listener is not None:
             self._listener.set_password(config.address, config.password)
         session = Session(config, self._fsm_config(config, self.restarting), self, self._rng)

@@ -25,6 +25,7 @@ from typing import Any
 import click
 import yaml
 
+from herald.agent.bfd import BfdProcess
 from herald.api.bgp import parse_large_community, parse_standard_community
 from herald.bfd.session import Timers
 from herald.bgp.export import Network, RouteAttributes
@@ -138,6 +139,13 @@ def _load_file(path: Path) -> Any:
 @click.option(
     "--bfd-multiplier", type=int, default=3, show_default=True, help="BFD packets missed."
 )
+@click.option(
+    "--bfd-socket",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Run BFD in a process of its own on this unix socket (C bit set); a restarted "
+    "speaker adopts its sessions.",
+)
 @click.option("--restarting", is_flag=True, help="Set the GR Restart State bit (after a crash).")
 @click.option("--status-interval", type=float, default=0.0, help="Print peer counters every N s.")
 @click.option("--log-level", default="INFO", show_default=True)
@@ -234,7 +242,12 @@ async def _speak(
     defaults: RouteAttributes,
 ) -> None:
     listen = None if options["no_listen"] else (options["listen_address"], options["port"])
-    speaker = Speaker(options["local_as"], router_id, listen, restarting=options["restarting"])
+    bfd = BfdProcess(options["bfd_socket"]) if options["bfd_socket"] else None
+    if bfd is not None:
+        bfd.start()
+    speaker = Speaker(
+        options["local_as"], router_id, listen, restarting=options["restarting"], bfd=bfd
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -253,11 +266,15 @@ async def _speak(
             for peer in peers:
                 await speaker.add_peer(peer)
                 speaker.set_routes(peer.address, routes)
+            if bfd is not None:
+                await bfd.commit()
             click.echo(f"speaking: {len(peers)} peer(s), {len(routes)} prefix(es); Ctrl-C ends")
             await stop.wait()
         finally:
             for task in tasks:
                 await task.stop()
+            if bfd is not None:
+                await bfd.close()  # its process stays, for the next speaker
     click.echo("stopped")
 
 

@@ -30,7 +30,11 @@ class Neighbor:
     passive: bool = False
     ipv6: bool = True  # carry IPv6 unicast as well as IPv4 unicast
     local_address: str | None = None  # when the router has several on the segment
-    bfd_interval: int | None = None  # ms: BFD with the peer (FRR only)
+    bfd_interval: int | None = None  # ms: BFD with the peer, x BFD_MULTIPLIER
+
+
+# Packets missed before a BFD session is Down, on every router backend (BIRD's default is 5).
+BFD_MULTIPLIER = 3
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,13 @@ def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2) -> An
 def bfd_peer_states(shown: Any) -> dict[str, str]:
     """BFD peer address -> status ("up", "down", ...) from FRR's `show bfd peers json`."""
     return {p["peer"]: p["status"] for p in shown} if isinstance(shown, list) else {}
+
+
+def bird_bfd_states(shown: str) -> dict[str, str]:
+    """BFD peer address -> state ("up", "down", "init", "admindown") from BIRD's
+    `show bfd sessions` (address, interface, state, since, interval, timeout)."""
+    found = re.findall(r"^(\S+)\s+\S+\s+(Up|Down|Init|AdminDown)\s", shown, re.M)
+    return {address: state.lower() for address, state in found}
 
 
 def kernel_routes(lab: Lab, host: str, family: int = 4) -> list[dict[str, Any]]:
@@ -216,7 +227,12 @@ class Frr(_Daemon):
         intervals = sorted({n.bfd_interval for n in self.spec.neighbors if n.bfd_interval})
         lines = ["bfd"] if intervals else []
         for ms in intervals:
-            lines += [f" profile ms{ms}", f"  transmit-interval {ms}", f"  receive-interval {ms}"]
+            lines += [
+                f" profile ms{ms}",
+                f"  detect-multiplier {BFD_MULTIPLIER}",
+                f"  transmit-interval {ms}",
+                f"  receive-interval {ms}",
+            ]
         return [*lines, "!"] if lines else []
 
     def start(self) -> None:
@@ -305,6 +321,14 @@ class Bird(_Daemon):
             routes = "\n".join(f"route {p} unreachable;" for p in s.announce if (":" in p) == v6)
             if routes:
                 out.append(f"protocol static announced_{family} {{ {family};\n{routes}\n}}")
+        intervals = [n.bfd_interval for n in s.neighbors if n.bfd_interval]
+        if intervals:
+            # BIRD sets BFD timers per interface, not per neighbor: the shortest asked for.
+            ms = min(intervals)
+            out.append(
+                f'protocol bfd {{ interface "*" {{ min rx interval {ms} ms; '
+                f"min tx interval {ms} ms; multiplier {BFD_MULTIPLIER}; }}; }}"
+            )
         # Routes we originate need our address as next hop; received ones keep theirs.
         hop = "next hop self" if s.announce else "next hop keep"
         for index, n in enumerate(s.neighbors):
@@ -319,6 +343,9 @@ class Bird(_Daemon):
                 f'password "{n.password}";' if n.password else "",
                 f"source address {n.local_address};" if n.local_address else "",
                 "graceful restart on;" if s.graceful_restart else "",
+                # A BFD Down ends the session (no `bfd graceful`): herald's BFD runs apart
+                # from its BGP (C bit), so Down means the path failed (RFC 5882 §4.3.2).
+                "bfd on;" if n.bfd_interval else "",
                 f"ipv4 {{ import all; export all; {hop}; extended next hop on; }};",
                 f"ipv6 {{ import all; export all; {hop}; }};" if n.ipv6 else "",
             ]
@@ -338,6 +365,9 @@ class Bird(_Daemon):
     def birdc(self, command: str) -> str:
         result = self.lab.exec(self.host, "birdc", "-s", self.ctl, command, check=False)
         return result.stdout
+
+    def bfd_peers(self) -> dict[str, str]:
+        return bird_bfd_states(self.birdc("show bfd sessions"))
 
     def established(self) -> int:
         protocols = self.birdc("show protocols")

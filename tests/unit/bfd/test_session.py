@@ -169,3 +169,22 @@ def test_packets_for_another_discriminator_change_nothing() -> None:
     stray = ControlPacket(State.DOWN, 3, 9, 77, 1_000_000, 300_000)
     assert p.a.receive(stray, 0.0) == []
     assert p.a.remote_discriminator == 0 and p.a.state is State.DOWN
+
+
+def test_the_c_bit_is_in_every_packet_of_a_control_plane_independent_session() -> None:
+    """A session apart from the routing protocol (the BFD process) says so in every packet,
+    Poll, Final and AdminDown included; one in the speaker's process never does."""
+    p = Pair(
+        Session(1, DEFAULT, 0.0, jitter=lambda: 1.0, control_plane_independent=True),
+        Session(2, DEFAULT, 0.0, jitter=lambda: 1.0),
+    )
+    p.run_until(5.0)
+    assert p.a.state is p.b.state is State.UP
+    by_a = [packet for _, name, packet in p.sent if name == "a"]
+    by_b = [packet for _, name, packet in p.sent if name == "b"]
+    assert any(packet.poll for packet in by_a) and any(packet.final for packet in by_a)
+    assert all(packet.control_plane_independent for packet in by_a)
+    assert not any(packet.control_plane_independent for packet in by_b)
+    assert p.a.admin_down().control_plane_independent
+    # On the wire: flags byte, bit 0x08 (RFC 5880 §4.1).
+    assert by_a[-1].encode()[1] & 0x08 and not by_b[-1].encode()[1] & 0x08
