@@ -1,1 +1,2 @@
-"""Where herald's objects come from: a directory of manifests, or (later) the Kubernetes API."""
+"""Where herald's objects come from: a directory of manifests (files.py), or the Kubernetes API
+(kube/)."""

@@ -1,0 +1,74 @@
+"""deploy/ as kubectl's own kustomize builds it: what the issue asks of each object."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import yaml
+
+from .apiserver import CRDS, REPO
+
+
+def built() -> list[dict[str, Any]]:
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "deploy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def test_every_generated_crd_is_in_the_base() -> None:
+    names = {o["metadata"]["name"] for o in built() if o["kind"] == "CustomResourceDefinition"}
+    generated = {yaml.safe_load(p.read_text())["metadata"]["name"] for p in CRDS.glob("*.yaml")}
+    assert names == generated
+
+
+def test_the_agent_runs_on_every_node_with_capabilities_not_privilege() -> None:
+    agent = one(built(), "DaemonSet", "herald-agent")
+    pod = agent["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["serviceAccountName"] == "herald-agent"
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["privileged"] is False
+    assert set(security["capabilities"]["add"]) <= {"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"}
+    assert {"NET_ADMIN", "NET_RAW"} <= set(security["capabilities"]["add"])
+    assert security["capabilities"]["drop"] == ["ALL"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HERALD_NODE"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    tolerated = {t["key"] for t in pod["tolerations"]}
+    assert "node-role.kubernetes.io/control-plane" in tolerated
+    assert container["args"] == ["agent"]
+
+
+def test_two_controllers_elect_a_leader_and_read_their_options_from_the_configmap() -> None:
+    objects = built()
+    controller = one(objects, "Deployment", "herald-controller")
+    assert controller["spec"]["replicas"] == 2
+    pod = controller["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["controller"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "herald-options"}}]
+    options = one(objects, "ConfigMap", "herald-options")["data"]
+    assert options["HERALD_SOURCE"] == "kube"
+    assert (options["HERALD_LEASE_DURATION"], options["HERALD_RENEW_DEADLINE"]) == ("15", "10")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_no_role_has_a_wildcard_and_secrets_are_granted_in_herald_system_only() -> None:
+    for role in (o for o in built() if o["kind"] in ("Role", "ClusterRole")):
+        for rule in role["rules"]:
+            for text in (*rule["apiGroups"], *rule["resources"], *rule["verbs"]):
+                assert "*" not in text, role["metadata"]["name"]
+            if "secrets" in rule["resources"]:
+                assert role["kind"] == "Role"
+                assert role["metadata"]["namespace"] == "herald-system"
