@@ -1,0 +1,40 @@
+"""The agent keeps its flow reader's directory to its plan and reads the lost counter
+through its own nftables handle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Sequence
+
+from herald.agent.run import Agent, AgentConfig
+from herald.dataplane.apply import Nft
+from herald.observe import rules
+from herald.observe.reader import FlowReader
+
+from .test_isolation import NODE, FakeNft, two_services
+
+
+class CountingNft(FakeNft):
+    """FakeNft whose `observe-lost` counter says 42."""
+
+    def __call__(self, argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
+        if rules.LOST_COUNTER in argv:
+            listed = {"nftables": [{"counter": {"name": rules.LOST_COUNTER, "packets": 42}}]}
+            return subprocess.CompletedProcess(argv, 0, json.dumps(listed), "")
+        return super().__call__(argv, stdin)
+
+
+def test_the_directory_follows_the_plan_and_lost_events_are_read() -> None:
+    nft = CountingNft()
+    flows = FlowReader(NODE)
+    runner = Agent(AgentConfig(NODE), source=None, nft=Nft(runner=nft), flows=flows)  # type: ignore[arg-type]
+    asyncio.run(runner.apply_snapshot(two_services()))
+    services = {info.key for info in flows.directory.services.values()}
+    assert services == {"default/web1-lb", "default/web2"}
+    assert flows.directory.backends["198.18.1.10"].node == NODE
+    assert any("observe-prerouting" in script for script in nft.scripts)
+    assert asyncio.run(flows.header())["lost"] == {
+        "rate_limited": 42, "undelivered": 0, "overruns": 0, "undecodable": 0,
+    }  # fmt: skip
