@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from herald.bgp.export import RouteAttributes
 from herald.bgp.peer import PeerConfig
 from herald.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, Family, LargeCommunity
 from herald.dataplane.model import (
+    Backend,
     DataplaneService,
     ForwardingMode,
     IPAddress,
@@ -64,12 +66,13 @@ from herald.dataplane.model import (
 )
 from herald.facts import (
     backends,
-    can_serve,
     heartbeat_address,
     internal_addresses,
     is_handled,
     lb_addresses,
+    parse_address,
     router_id,
+    serves,
     service_labels,
 )
 from herald.l2.policy import Announcement, announcements
@@ -85,6 +88,10 @@ class SpeakerKey:
     listen_port: int
 
 
+Routes = tuple[tuple[IPNetwork, RouteAttributes], ...]
+Carries = tuple[tuple[IPNetwork, tuple[IPAddress, ...]], ...]
+
+
 @dataclass(frozen=True)
 class PeerPlan:
     """One BGP session of this node, as the speaker takes it, and what it announces."""
@@ -92,10 +99,10 @@ class PeerPlan:
     speaker: SpeakerKey
     name: str
     config: PeerConfig
-    routes: tuple[tuple[IPNetwork, RouteAttributes], ...] = ()
+    routes: Routes = ()
     # The Service addresses a route announces (none for a pod CIDR): the agent announces
     # a route only while its rules forward one of them.
-    carries: tuple[tuple[IPNetwork, tuple[IPAddress, ...]], ...] = ()
+    carries: Carries = ()
 
     def carried_by(self, network: IPNetwork) -> tuple[IPAddress, ...]:
         return dict(self.carries).get(network, ())
@@ -154,7 +161,12 @@ def plan_node(
     node = _node(state, node_name)
     services = [svc for svc in state.services if is_handled(svc) and lb_addresses(svc)]
     endpoints = state.endpoint_slices_by_service
-    servable = {svc.key: can_serve(svc, endpoints.get(svc.key, ()), node_name) for svc in services}
+    derived = {svc.key: _derive(svc, endpoints.get(svc.key, ())) for svc in services}
+    for gone in _derived.keys() - derived.keys():
+        del _derived[gone]
+    servable = {key: d.serves(node_name) for key, d in derived.items()}
+    # Sessions of one peer config announce the same routes: found once per config.
+    session_routes: dict[tuple[str | None, frozenset[int]], tuple[int, Routes, Carries]] = {}
     peers: list[PeerPlan] = []
     announced: dict[str, set[IPAddress]] = {}
     wanted: dict[str, set[IPAddress]] = {}
@@ -179,28 +191,33 @@ def plan_node(
                 except (ValueError, KeyError) as err:
                     problems.append(f"{where}: {_reason(err)}; not started")
                     continue
-                found = _routes(
-                    state, spec, _carried(config_), services, servable, node, announced, wanted
-                )
-                if found.held:
+                carried = _carried(config_)
+                shared = (peer.peer_config_ref.name if peer.peer_config_ref else None, carried)
+                if shared not in session_routes:
+                    found = _routes(
+                        state, spec, carried, services, servable, node, announced, wanted
+                    )
+                    ordered = sorted(found.routes.items(), key=lambda r: network_order(r[0]))
+                    carries = tuple(
+                        (network, tuple(sorted(found.carries[network], key=address_order)))
+                        for network, _ in ordered
+                        if network in found.carries
+                    )
+                    session_routes[shared] = (len(found.held), tuple(ordered), carries)
+                held, routes, carries = session_routes[shared]
+                if held:
                     problems.append(
-                        f"{where}: {len(found.held)} IPv6 routes not announced: family ipv6 "
+                        f"{where}: {held} IPv6 routes not announced: family ipv6 "
                         f"over IPv4 transport needs an IPv6 next hop and node {node_name} has "
                         "no IPv6 InternalIP"
                     )
-                ordered = sorted(found.routes.items(), key=lambda r: network_order(r[0]))
-                carries = tuple(
-                    (network, tuple(sorted(found.carries[network], key=address_order)))
-                    for network, _ in ordered
-                    if network in found.carries
-                )
-                peers.append(PeerPlan(speaker, peer.name, config_, tuple(ordered), carries))
+                peers.append(PeerPlan(speaker, peer.name, config_, routes, carries))
     problems += _unannounced(services, servable, wanted, announced, node_name)
     dataplane = []
     for svc in sorted(services, key=lambda s: s.key):
         try:
-            translated = _dataplane_service(
-                svc, endpoints.get(svc.key, ()), announced.get(svc.key, set()), default_forwarding
+            translated = derived[svc.key].translated(
+                frozenset(announced.get(svc.key, ())), default_forwarding
             )
         except ValueError as err:
             problems.append(f"Service {svc.key}: {_reason(err)}; not forwarded on this node")
@@ -213,7 +230,12 @@ def plan_node(
     except ValueError as err:
         problems.append(f"L2AnnouncementPolicy: {_reason(err)}; no L2 announcements")
         l2 = None
-    aggregates = {n for p in peers for n, _ in p.carries if n.prefixlen < n.max_prefixlen}
+    aggregates = {
+        n
+        for _, _, carries in session_routes.values()
+        for n, _ in carries
+        if n.prefixlen < n.max_prefixlen
+    }
     return NodePlan(
         node=node_name,
         aggregates=tuple(sorted(aggregates, key=network_order)),
@@ -222,6 +244,54 @@ def plan_node(
         l2=l2,
         problems=tuple(problems),
     )
+
+
+@dataclass
+class _Derived:
+    """What a plan derives from one Service and its EndpointSlices, whatever the node."""
+
+    service: Service
+    slices: tuple[EndpointSlice, ...]
+    backends: tuple[Backend, ...]
+    _serves: dict[str, bool] = field(default_factory=dict)
+    _translated: dict[
+        tuple[frozenset[IPAddress], ForwardingMode], tuple[DataplaneService | None, list[str]]
+    ] = field(default_factory=dict)
+
+    def serves(self, node: str) -> bool:
+        if node not in self._serves:
+            self._serves[node] = serves(self.service, self.backends, node)
+        return self._serves[node]
+
+    def translated(
+        self, announced: frozenset[IPAddress], mode: ForwardingMode
+    ) -> tuple[DataplaneService | None, list[str]]:
+        """`_dataplane_service`, remembered (a refusal, ValueError, is not)."""
+        key = (announced, mode)
+        if key not in self._translated:
+            self._translated[key] = _dataplane_service(
+                self.service, self.slices, self.backends, set(announced), mode
+            )
+        return self._translated[key]
+
+
+# Each Service's derived results from the previous plans, by Service key, reused while the
+# Service and its EndpointSlices are the very objects they came from: API objects are frozen
+# and the Kubernetes source hands unchanged ones on, so after one change only the changed
+# Service is derived again (bench/scale/plan.py: this was most of a 10,000-Service plan).
+_derived: dict[str, _Derived] = {}
+
+
+def _derive(svc: Service, slices: tuple[EndpointSlice, ...]) -> _Derived:
+    seen = _derived.get(svc.key)
+    if (
+        seen is None
+        or seen.service is not svc
+        or len(seen.slices) != len(slices)
+        or any(a is not b for a, b in zip(seen.slices, slices, strict=True))
+    ):
+        seen = _derived[svc.key] = _Derived(svc, slices, backends(slices))
+    return seen
 
 
 def _reason(err: Exception) -> str:
@@ -320,9 +390,15 @@ def _prefixes(
         if svc.spec.load_balancer_class not in (None, LB_CLASS_BGP):
             continue
         for text in _addresses(svc, kinds):
-            address = ipaddress.ip_address(text)
+            address = parse_address(text)
             length = advertisement.prefix_length(address.version)
-            yield ipaddress.ip_network(f"{address}/{length}", strict=False), svc.key, address
+            yield _covering(address, length), svc.key, address
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _covering(address: IPAddress, length: int) -> IPNetwork:
+    # Remembered like parse_address: every plan asks again for the same prefixes.
+    return ipaddress.ip_network(f"{address}/{length}", strict=False)
 
 
 def _addresses(svc: Service, kinds: Iterable[str]) -> Iterable[str]:
@@ -510,6 +586,7 @@ def _bfd(
 def _dataplane_service(
     svc: Service,
     slices: tuple[EndpointSlice, ...],
+    found_backends: tuple[Backend, ...],
     announced: set[IPAddress],
     default_forwarding: ForwardingMode,
 ) -> tuple[DataplaneService | None, list[str]]:
@@ -535,7 +612,7 @@ def _dataplane_service(
         key=svc.key,
         vips=tuple(sorted(vips, key=lambda a: (a.version, a.packed))),
         ports=tuple(ports),
-        backends=backends(slices),
+        backends=found_backends,
         external_traffic_policy=TrafficPolicy(svc.spec.external_traffic_policy),
         session_affinity=SessionAffinity(svc.spec.session_affinity),
         source_ranges=tuple(

@@ -77,6 +77,12 @@ def test_table_is_stable_across_processes() -> None:
 EXPECTED_FIRST_SLOTS = ["c", "a", "a", "b", "c", "a", "a", "c", "b", "a", "b", "c"]
 
 
+def test_owners_lists_every_slot_in_order() -> None:
+    table = maglev.build([("a", 1), ("b", 1), ("c", 1)], 0, 251)
+    assert table.owners() == tuple(table.owner(slot) for slot in range(251))
+    assert list(table.owners()[:12]) == EXPECTED_FIRST_SLOTS
+
+
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
         maglev.build([("a", 1), ("a", 2)], SEED, 251)
