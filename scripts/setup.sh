@@ -6,7 +6,10 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="python3-venv procps bird2 frr gobgpd exabgp nftables iproute2 conntrack curl \
-iputils-ping tcpdump wrk iperf3 arping ndisc6"
+iputils-ping tcpdump wrk iperf3 arping ndisc6 build-essential python3-dev"
+# kubectl for kube mode and its tests; keep one that another package already installed
+# (both would own /usr/bin/kubectl, and dpkg refuses that).
+command -v kubectl >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES kubernetes-client"
 
 missing=""
 for pkg in $APT_PACKAGES; do
@@ -36,7 +39,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 stamp=.venv/.herald-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+# The C extension is built at install time: a change to its source reinstalls too.
+want="$(cat pyproject.toml src/herald/dataplane/_maglev.c | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[dev]'

@@ -1,12 +1,17 @@
-"""A two-node cluster in network namespaces for the datapath tests.
+"""A three-node cluster in network namespaces for the datapath tests.
 
     c1 (198.51.100.10, .20) ── r1 ── sw/br0 ──┬── n1 (192.0.2.21) ── cbr0 ── p1a 198.18.1.2
                                               │                        └── p1b 198.18.1.3
-                                              └── n2 (192.0.2.22) ── cbr0 ── p2a 198.18.2.2
+                                              ├── n2 (192.0.2.22) ── cbr0 ── p2a 198.18.2.2
+                                              └── n3 (192.0.2.23) ── cbr0 ── p3a 198.18.3.2
+
+The test service's backends are p1a, p1b and p2a (`BACKENDS`); p3a serves the failover
+tests (`BACKENDS3`), which cut n3's link.
 
 Every link also carries IPv6 (2001:db8:100::/64 clients, 2001:db8:2::/64 nodes,
 2001:db8:18:N::/64 pods). r1 routes the VIP ranges 203.0.113.0/24 and 2001:db8:113::/64 to
-one node at a time (`Cluster.via`). Every pod runs traffic.py's backend on port 8080.
+one node at a time (`Cluster.via`). Every pod runs traffic.py's backend on port 8080, and
+bench/chaos/sessions.py's server of long-lived connections on port 9090.
 Teardown (namespaces, processes by pid) always runs.
 """
 
@@ -21,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 from herald.dataplane.apply import Datapath, Nft
 from herald.dataplane.model import (
@@ -33,15 +39,23 @@ from herald.dataplane.model import (
 from herald.lab.netns import Lab
 
 TRAFFIC = str(Path(__file__).with_name("traffic.py"))
+SESSIONS = str(Path(__file__).resolve().parents[2] / "bench" / "chaos" / "sessions.py")
+SESSION_PORT = 9090
 SEED = 0x5EED
-NODES = {"n1": ("192.0.2.21", 1), "n2": ("192.0.2.22", 2)}
-PODS = {"p1a": ("n1", "198.18.1.2"), "p1b": ("n1", "198.18.1.3"), "p2a": ("n2", "198.18.2.2")}
+NODES = {"n1": ("192.0.2.21", 1), "n2": ("192.0.2.22", 2), "n3": ("192.0.2.23", 3)}
+PODS = {
+    "p1a": ("n1", "198.18.1.2"),
+    "p1b": ("n1", "198.18.1.3"),
+    "p2a": ("n2", "198.18.2.2"),
+    "p3a": ("n3", "198.18.3.2"),
+}
 CLIENT = "198.51.100.10"
 OTHER_CLIENT = "198.51.100.20"
 VIP = "203.0.113.10"
 CLIENT6 = "2001:db8:100::10"
 VIP6 = "2001:db8:113::10"
-BACKENDS = tuple(Backend(ip_address(addr), node) for node, addr in PODS.values())
+BACKENDS = tuple(Backend(ip_address(PODS[p][1]), PODS[p][0]) for p in ("p1a", "p1b", "p2a"))
+BACKENDS3 = (*BACKENDS, Backend(ip_address(PODS["p3a"][1]), "n3"))
 
 
 def v6(v4: str) -> str:
@@ -53,7 +67,7 @@ def v6(v4: str) -> str:
     return f"2001:db8:{c}::{d}"
 
 
-BACKENDS6 = tuple(Backend(ip_address(v6(addr)), node) for node, addr in PODS.values())
+BACKENDS6 = tuple(Backend(ip_address(v6(b.address.exploded)), b.node) for b in BACKENDS)
 WEB = DataplaneService(
     key="default/web",
     vips=(ip_address(VIP),),
@@ -105,11 +119,53 @@ class Cluster:
         process = self.lab.spawn("c1", self.client_argv(mode, out, count, **options))
         return out, process
 
+    def hold(self, count: int, duration: float) -> Sessions:
+        """`count` long-lived connections to VIP:80 (the service must send them to the
+        session servers' port), one request each every 100 ms for `duration` seconds;
+        returns once they are open."""
+        out = self.scratch / f"hold-{time.monotonic_ns()}.json"
+        argv = [sys.executable, SESSIONS, "hold", "--vip", VIP, "--count", str(count),
+                "--duration", str(duration), "--out", str(out)]  # fmt: skip
+        sessions = Sessions(out, self.lab.spawn("c1", argv))
+        deadline = time.monotonic() + 20
+        while not sessions.ready.exists():
+            if time.monotonic() > deadline or sessions.process.poll() is not None:
+                sessions.process.kill()
+                raise RuntimeError("the long-lived connections did not open")
+            time.sleep(0.05)
+        return sessions
+
+    def set_link(self, node: str, up: bool) -> None:
+        """The switch side of `node`'s uplink, up or down: a cut cable."""
+        self.lab.ip("sw", "link", "set", node, "up" if up else "down")
+
+    def packets(self, node: str) -> int:
+        """Frames received and sent on `node`'s uplink so far."""
+        raw = self.lab.exec(node, "ip", "-j", "-s", "link", "show", "eth0").stdout
+        stats = json.loads(raw)[0]["stats64"]
+        return int(stats["rx"]["packets"]) + int(stats["tx"]["packets"])
+
+
+@dataclass
+class Sessions:
+    out: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def ready(self) -> Path:
+        return Path(f"{self.out}.ready")
+
+    def result(self, timeout: float = 60) -> list[dict[str, Any]]:
+        """Per connection: backends, answers, stalls, how it ended (sessions.py)."""
+        self.process.wait(timeout=timeout)
+        connections: list[dict[str, Any]] = json.loads(self.out.read_text())["connections"]
+        return connections
+
 
 def build(lab: Lab) -> None:
     for host in ("sw", "c1"):
         lab.host(host)
-    for host in ("r1", "n1", "n2"):
+    for host in ("r1", *NODES):
         lab.host(host, forwarding=True)
     for node in NODES:
         # The kernel sends a client at most six ICMP errors at once (then one a second):
@@ -145,6 +201,7 @@ def build(lab: Lab) -> None:
         dual_address(lab, pod, "eth0", address)
         dual_route(lab, pod, "default", address.rsplit(".", 1)[0] + ".1")
         lab.spawn(pod, [sys.executable, TRAFFIC, "serve", "--name", pod])
+        lab.spawn(pod, [sys.executable, SESSIONS, "serve", "--name", pod])
     for pod in PODS:
         wait_listening(lab, pod)
 
@@ -162,7 +219,8 @@ def dual_route(lab: Lab, host: str, destination: str, gateway: str) -> None:
 def wait_listening(lab: Lab, pod: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if lab.exec(pod, "ss", "-ltunH").stdout.count(":8080") == 4:
+        listening = lab.exec(pod, "ss", "-ltunH").stdout
+        if listening.count(":8080") == 4 and f":{SESSION_PORT}" in listening:
             return
         time.sleep(0.05)
     raise RuntimeError(f"backend in {pod} did not start listening")

@@ -18,9 +18,11 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from herald.agent.bfd import BfdProcess
 from herald.agent.l2 import L2Announcements, L2Config
 from herald.agent.plan import NodePlan, PeerPlan, SpeakerKey, plan_node
 from herald.agent.status import AgentStatus, BackendStatus, FrontendStatus, SessionStatus
@@ -28,10 +30,12 @@ from herald.api.snapshot import ClusterState
 from herald.bgp.export import Network, RouteAttributes
 from herald.bgp.peer import PeerConfig
 from herald.bgp.speaker import Speaker
+from herald.dataplane import maglev
 from herald.dataplane.apply import ApplyError, Counter, Datapath, Nft, NftApi
 from herald.dataplane.endpoints import usable_backends
 from herald.dataplane.libnft import LibNft, LibNftUnavailable
 from herald.dataplane.model import (
+    NO_PEERS,
     Backend,
     DataplaneService,
     ForwardingMode,
@@ -39,11 +43,16 @@ from herald.dataplane.model import (
     NodeContext,
 )
 from herald.facts import node_addresses
+from herald.netlink.neighbours import NeighbourWatch
 from herald.netlink.routes import NetlinkError, UnreachableRoutes
+from herald.observe.event import Directory
+from herald.observe.reader import FlowReader
 from herald.sources.base import Source
 
 log = logging.getLogger(__name__)
 
+# DSR: how often the neighbour table is read for the other nodes' MACs and reachability.
+NEIGHBOUR_POLL = 1.0
 # A source whose watch fails is watched again after 1 s, doubling to 30 s.
 WATCH_RETRY_FIRST, WATCH_RETRY_MAX = 1.0, 30.0
 
@@ -56,6 +65,9 @@ class AgentConfig:
     default_forwarding: ForwardingMode = ForwardingMode.SNAT
     listen_address: str = "::"
     l2: L2Config = field(default_factory=L2Config)
+    # The socket of the node's BFD process (agent/bfd.py), whose sessions outlive the agent;
+    # None runs BFD in each speaker's own process instead (C bit clear).
+    bfd_socket: Path | None = None
 
 
 @dataclass
@@ -80,19 +92,37 @@ class Agent:
         source: Source,
         nft: NftApi | None = None,
         unreachable: UnreachableRoutes | None = None,
+        on_datapath_applied: Callable[[float, bool], None] | None = None,
+        flows: FlowReader | None = None,
     ) -> None:
         self.config = config
+        # Told each datapath commit's duration and whether it failed (metrics).
+        self.on_datapath_applied = on_datapath_applied
+        # Held while the datapath changes, so that a reader of its counters in a worker
+        # thread (a metrics scrape) waits for a commit instead of racing it.
+        self._datapath_lock = asyncio.Lock()
         self.source = source
         self._nft = nft or _nftables()
+        # Flow events (observe/): named after the plan's Services and pods; the events the
+        # rate limit withheld are read through the same nftables handle.
+        self.flows = flows
+        if flows is not None:
+            flows.nft = self._nft
         self._unreachable = unreachable or UnreachableRoutes()
         self._datapath: Datapath | None = None
         self._node_context: NodeContext | None = None
         self._speakers: dict[SpeakerKey, Speaker] = {}
         self._l2 = L2Announcements(config.node, config.l2)
+        self._bfd = BfdProcess(config.bfd_socket) if config.bfd_socket else None
+        self._neighbours = NeighbourWatch(config.interface) if config.interface else None
         self._applied = _Applied()
 
     async def run(self) -> None:
+        log.info("event=agent_started node=%s maglev=%s", self.config.node, maglev.IMPLEMENTATION)
         failures = 0
+        if self._bfd is not None:
+            self._bfd.start()  # adopts the sessions an earlier agent left running
+        neighbours = asyncio.create_task(self._watch_neighbours())
         try:
             while True:
                 try:
@@ -117,7 +147,26 @@ class Agent:
                     )
                     await asyncio.sleep(delay)
         finally:
+            neighbours.cancel()
             await self.close()
+
+    async def _watch_neighbours(self) -> None:
+        """While DSR services exist: the other nodes' MACs (never forward what they sent)
+        and which of them failed to resolve (forward nothing to them) into the datapath."""
+        while self._neighbours is not None:
+            await asyncio.sleep(NEIGHBOUR_POLL)
+            datapath, context = self._datapath, self._node_context
+            if datapath is None or context is None:
+                continue
+            if not any(o.family == "netdev" for o in datapath.base):
+                continue
+            others = [(n, a) for n, a in context.node_addresses if n != context.node_name]
+            try:
+                peers = await asyncio.to_thread(self._neighbours.poll, others)
+                async with self._datapath_lock:
+                    await asyncio.to_thread(datapath.set_peers, peers)
+            except (OSError, NetlinkError, ApplyError) as err:
+                log.warning("event=neighbours_failed node=%s error=%r", self.config.node, err)
 
     async def _apply_guarded(self, snapshot: ClusterState) -> None:
         try:
@@ -136,6 +185,12 @@ class Agent:
             with contextlib.suppress(Exception):
                 await speaker.close()
         self._speakers.clear()
+        if self._bfd is not None:
+            await self._bfd.close()  # the process stays, for the next agent
+        if self._neighbours is not None:
+            self._neighbours.close()
+        if self.flows is not None:
+            self.flows.close()
 
     async def apply_snapshot(self, snapshot: ClusterState) -> None:
         start = time.perf_counter()
@@ -207,15 +262,27 @@ class Agent:
             node_addresses=node_addresses(snapshot.nodes),
             interface=self.config.interface,
         )
+        start, failed = time.perf_counter(), True
         try:
-            if self._datapath is None or context != self._node_context:
-                self._datapath = Datapath(context, self._nft)
-                self._node_context = context
-                await asyncio.to_thread(self._datapath.resync, plan.services)
-            else:
-                await asyncio.to_thread(self._datapath.sync, plan.services)
+            async with self._datapath_lock:
+                if self._datapath is None or context != self._node_context:
+                    self._datapath = Datapath(
+                        context,
+                        self._nft,
+                        peers=self._neighbours.peers if self._neighbours else NO_PEERS,
+                    )
+                    self._node_context = context
+                    await asyncio.to_thread(self._datapath.resync, plan.services)
+                else:
+                    await asyncio.to_thread(self._datapath.sync, plan.services)
+            failed = False
         except ApplyError as err:
             return [f"datapath: {err}"]
+        finally:
+            if self.on_datapath_applied is not None:
+                self.on_datapath_applied(time.perf_counter() - start, failed)
+        if self.flows is not None:
+            self.flows.directory = Directory.of(plan.services)
         return []
 
     async def _guard_aggregates(self, plan: NodePlan) -> list[str]:
@@ -245,6 +312,8 @@ class Agent:
                 speaker.set_routes(peer.address, _routes(peer, forwarded))
             except (OSError, ValueError) as err:
                 errors.append(f"bgp: peer {name} ({peer.address}): {err}")
+        if self._bfd is not None:
+            await self._bfd.commit()  # the sessions of every speaker, as one change
         return errors
 
     # -- speakers --------------------------------------------------------------------------
@@ -259,6 +328,7 @@ class Agent:
                 ipaddress.IPv4Address(key.router_id),
                 listen=(self.config.listen_address, key.listen_port),
                 restarting=True,
+                bfd=self._bfd,
             )
             await speaker.start()
             self._speakers[key] = speaker
@@ -279,6 +349,13 @@ class Agent:
             log.warning("event=counters_unreadable node=%s error=%r", self.config.node, err)
             counted = {}
         return frontends(self._datapath.committed.values(), counted)
+
+    async def counted_status(self) -> AgentStatus:
+        """`status(frontends=True)` without blocking the loop (metrics scrapes): the nft
+        counters are read and the frontends built in a worker thread, between commits."""
+        async with self._datapath_lock:
+            rows = await asyncio.to_thread(self._frontends)
+        return self.status().model_copy(update={"frontends": rows})
 
     def status(self, frontends: bool = False) -> AgentStatus:
         """What the agent applied, its sessions, L2 view and problems; with `frontends`,
@@ -325,6 +402,7 @@ class Agent:
                 *self._applied.source_problems,
                 *self._applied.errors,
                 *self._l2.problems(),
+                *(self._bfd.problems() if self._bfd is not None else ()),
                 *(_unsent(peer) for peer in peers if peer.unsent),
             ),
         )

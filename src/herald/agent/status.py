@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -128,7 +128,13 @@ def socket_path(directory: Path, node: str) -> Path:
 REQUESTS = {b"status": False, b"frontends": True}
 
 
-async def serve_status(path: Path, status: Callable[[bool], AgentStatus]) -> asyncio.Server:
+# `observe ...` streams flow events (observe/reader.py) over the same socket.
+Observe = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def serve_status(
+    path: Path, status: Callable[[bool], AgentStatus], observe: Observe | None = None
+) -> asyncio.Server:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -136,7 +142,15 @@ async def serve_status(path: Path, status: Callable[[bool], AgentStatus]) -> asy
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = (await asyncio.wait_for(reader.readline(), timeout=2)).strip()
-            if request in REQUESTS:
+            body: dict[str, object]
+            if request.split(b" ", 1)[0] == b"observe":
+                if observe is None:
+                    body = {"error": "flow events are not read on this node"}
+                else:
+                    await observe(request, writer)
+                    await writer.drain()
+                    return
+            elif request in REQUESTS:
                 body = status(REQUESTS[request]).to_json()
             else:
                 body = {"error": f"unknown request {request[:40]!r}; send 'status'"}

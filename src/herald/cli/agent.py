@@ -12,14 +12,18 @@ from pathlib import Path
 
 import click
 
+from herald.agent.bfd import socket_of
 from herald.agent.l2 import L2Config
 from herald.agent.run import Agent, AgentConfig
 from herald.agent.status import DEFAULT_STATUS_DIR, query_all, serve_status, socket_path
+from herald.cli.metrics_option import metrics_address_option
 from herald.cli.output import output_option, print_json, print_table
-from herald.cli.source_option import manifests_option
+from herald.cli.source_option import SourceChoice, source_options
 from herald.dataplane.model import ForwardingMode
 from herald.l2.key import ENV_KEY, ENV_KEY_FILE, HeartbeatKeyError, load_key
-from herald.sources.files import FileSource
+from herald.metrics.agent import AgentMetrics
+from herald.metrics.server import serve_metrics_if_asked
+from herald.observe.reader import FlowReader
 
 status_dir_option = click.option(
     "--status-dir",
@@ -32,8 +36,14 @@ status_dir_option = click.option(
 
 
 @click.command()
-@click.option("--node", required=True, help="Name of this node (its Node object's name).")
-@manifests_option
+@click.option(
+    "--node",
+    envvar="HERALD_NODE",
+    required=True,
+    help="Name of this node (its Node object's name); env HERALD_NODE (in a DaemonSet: "
+    "spec.nodeName from the downward API).",
+)
+@source_options
 @status_dir_option
 @click.option("--interface", default=None, help="Uplink interface (needed for DSR).")
 @click.option(
@@ -71,9 +81,10 @@ status_dir_option = click.option(
     "--l2-port", type=click.IntRange(1, 65535), default=L2Config.port, show_default=True,
     help="UDP port of L2 heartbeats on the node addresses.",
 )  # fmt: skip
+@metrics_address_option
 def agent(
     node: str,
-    manifests: Path,
+    source: SourceChoice,
     status_dir: Path,
     interface: str | None,
     forwarding: str,
@@ -81,6 +92,7 @@ def agent(
     l2_interval: float,
     l2_multiplier: int,
     l2_port: int,
+    metrics_address: str | None,
 ) -> None:
     """Run the node agent: datapath rules, BGP and L2 announcements for NODE."""
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
@@ -101,15 +113,25 @@ def agent(
         interface=interface,
         default_forwarding=ForwardingMode(forwarding),
         l2=L2Config(key, l2_interval, l2_multiplier, l2_port),
+        bfd_socket=socket_of(status_dir, node),
     )
 
     async def main() -> None:
-        runner = Agent(config, FileSource(manifests))
-        server = await serve_status(socket_path(status_dir, node), runner.status)
+        # Agents only read the API: every kind, written by nobody here.
+        flows = FlowReader(node)
+        flows.start()  # off where NFLOG is unavailable; `herald observe` then says why
+        runner = Agent(config, source.open(), flows=flows)
+        server = await serve_status(socket_path(status_dir, node), runner.status, flows.stream)
+        exported = AgentMetrics(node, runner.counted_status)
+        metrics = await serve_metrics_if_asked(metrics_address, exported.exposition)
+        if metrics is not None:
+            runner.on_datapath_applied = exported.datapath_applied
         try:
             await runner.run()
         finally:
             server.close()
+            if metrics is not None:
+                metrics.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -10,11 +10,13 @@ from herald.cli.bgp import bgp
 from herald.cli.controller import controller
 from herald.cli.crds import crds
 from herald.cli.demo import demo
+from herald.cli.explain import explain
 from herald.cli.get import get
 from herald.cli.import_ import import_
 from herald.cli.ipam import ipam
 from herald.cli.l2 import l2
 from herald.cli.lab import lab
+from herald.cli.observe import observe
 from herald.cli.service import service
 from herald.cli.validate import validate
 
@@ -38,6 +40,8 @@ cli.add_command(lab)
 cli.add_command(l2)
 cli.add_command(import_)
 cli.add_command(service)
+cli.add_command(explain)
+cli.add_command(observe)
 bgp.add_command(peers)
 bgp.add_command(routes)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from herald.api.core import Service, ServiceStatus
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
 from herald.controller.reconcile import IPAMReconciler, statuses
+from herald.ipam import Allocation, PoolUsage
 from herald.sources.base import Source
 from herald.sources.files import object_key
 
@@ -26,8 +27,15 @@ RETRY_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 
 
+# Told every IPAM decision (metrics).
+Observer = Callable[[Mapping[str, Allocation], Sequence[PoolUsage]], None]
+
+
 async def run_controller(
-    source: Source, identity: str, retry_seconds: float = RETRY_SECONDS
+    source: Source,
+    identity: str,
+    retry_seconds: float = RETRY_SECONDS,
+    observe: Observer | None = None,
 ) -> None:
     async with source.leadership(identity):
         reconciler = IPAMReconciler()
@@ -35,6 +43,8 @@ async def run_controller(
         async for snapshot in source.snapshots():
             start = time.perf_counter()
             allocations, usage = reconciler.reconcile(snapshot)
+            if observe is not None:
+                observe(allocations, usage)
             now = rfc3339(time.time())
             services, pools = statuses(allocations, usage, snapshot, written[1], now)
             objects: list[Service | LoadBalancerIPPool] = [*snapshot.services, *snapshot.pools]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from herald.dataplane.command import Runner, in_netns, run_command
 from herald.dataplane.conntrack import Conntrack, Flow, stale_flows
-from herald.dataplane.model import DataplaneService, NodeContext
+from herald.dataplane.model import NO_PEERS, DataplaneService, NodeContext, Peers
 from herald.dataplane.render import (
     SERVICE_SETS,
     TABLE,
@@ -127,6 +128,10 @@ class Datapath:
     unrenderable: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     resync_chunk: int = RESYNC_CHUNK
+    # The other nodes' MACs and which of them are unreachable (`set_peers`).
+    peers: Peers = NO_PEERS
+    # `set_peers` comes from the agent's neighbour watch, in another thread than `sync`.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     # Each service as the kernel serves it: what its UDP flows may be bound to (see
     # `forget_stale_flows`).
     committed: dict[str, DataplaneService] = field(default_factory=dict)
@@ -183,7 +188,17 @@ class Datapath:
                 del self.chain_users[chain]
 
     def desired_base(self) -> tuple[NftObject, ...]:
-        return base_for(self.chain_users, self.node)
+        return base_for(self.chain_users, self.node, self.peers)
+
+    def set_peers(self, peers: Peers) -> None:
+        """Change what the node knows of its peers: only the shared netdev chains change
+        (one transaction, while DSR services exist), never a service's elements."""
+        with self.lock:
+            if peers == self.peers:
+                return
+            self.peers = peers
+            if self.base:
+                self.add_base(self.desired_base())
 
     def raise_conflicts(self, failed: Mapping[str, str]) -> None:
         problems = {**self.conflicts, **self.unrenderable, **failed}
@@ -192,6 +207,10 @@ class Datapath:
 
     def resync(self, services: Iterable[DataplaneService]) -> None:
         """Replace herald's tables with exactly `services`, keeping counter values."""
+        with self.lock:
+            self._resync(services)
+
+    def _resync(self, services: Iterable[DataplaneService]) -> None:
         self.render(services)
         desired = Ruleset(self.desired_base(), tuple(sorted_rules(self.desired)))
         scripts = resync_scripts(desired, self.element_counters(), self.resync_chunk)
@@ -212,8 +231,12 @@ class Datapath:
 
     def sync(self, services: Iterable[DataplaneService]) -> None:
         """Bring the kernel to `services`, touching only the services that changed."""
+        with self.lock:
+            self._sync(services)
+
+    def _sync(self, services: Iterable[DataplaneService]) -> None:
         if not self.base:
-            self.resync(services)
+            self._resync(services)
             return
         touched = self.render(services) | self.pending
         changed = [(self.services.get(key), self.desired.get(key)) for key in sorted(touched)]
@@ -234,7 +257,7 @@ class Datapath:
         self.pending = set(failed)
         # A refused service still uses the chains of its previous rules.
         still = [c for key in failed if key in self.services for c in self.services[key].chains]
-        self.remove_base(base_for([*self.chain_users, *still], self.node))
+        self.remove_base(base_for([*self.chain_users, *still], self.node, self.peers))
         self.forget_stale_flows(touched)
         self.raise_conflicts(failed)
 
@@ -312,7 +335,7 @@ class Datapath:
         """Which services make nft refuse the ruleset, each checked alone with `nft -c`."""
         refused = []
         for rules in desired.services:
-            alone = Ruleset(base=base_for(rules.chains, self.node), services=(rules,))
+            alone = Ruleset(base=base_for(rules.chains, self.node, self.peers), services=(rules,))
             if self.nft.transaction(replace_tables(alone), check_only=True) is not None:
                 refused.append(rules.key)
         return refused

@@ -89,6 +89,8 @@ class DataplaneService:
     source_ranges: tuple[IPNetwork, ...] = ()
     forwarding_mode: ForwardingMode = ForwardingMode.SNAT
     maglev_size: int | None = None
+    # ICMP/ICMPv6 echo requests to the VIPs are answered by the nodes that serve them.
+    answer_echo: bool = True
 
     def __post_init__(self) -> None:
         namespace, sep, name = self.key.partition("/")
@@ -132,3 +134,24 @@ class NodeContext:
             if name == node and address.version == version:
                 return address
         return None
+
+
+@dataclass(frozen=True)
+class Peers:
+    """What this node knows of the other nodes' uplinks, from its neighbour table.
+
+    `macs`: the link-layer addresses of the other nodes' addresses on the uplink. A frame
+    from one of them was forwarded by a peer, and is never forwarded again (docs/datapath.md,
+    "No forwarding loops"). `unreachable`: the (node, IP version) pairs whose neighbour
+    entry failed; nothing of that family is forwarded to the node, its slots stay local.
+    `own_mac`: this node's uplink MAC, the source of the copies of ICMP "packet too big"
+    errors it sends to the other nodes. Kept apart from `NodeContext`: it changes with the
+    network, and a change touches only the shared netdev chains, never a service.
+    """
+
+    macs: frozenset[str] = frozenset()
+    unreachable: frozenset[tuple[str, int]] = frozenset()
+    own_mac: str | None = None
+
+
+NO_PEERS = Peers()

@@ -28,7 +28,13 @@ Layout (docs/datapath.md has a rendered example):
   node's `node/NODE/slots-v4`; a slot found there goes to that node's chain (`fwd` to its
   address, unmodified, before conntrack sees the packet), local slots are in no set and
   continue to the inet chains. The owning node DNATs through the same Maglev table and
-  replies straight to the client.
+  replies straight to the client. With externalTrafficPolicy Local the table is built
+  over every node's backends too (it picks the node), and the inet stage DNATs only to
+  local backends: the slot's own backend when it is local, else a local one.
+  The ingress chain forwards only frames addressed to this node (`meta pkttype host`) and
+  never a frame from another node's MAC (`Peers.macs`): a packet is forwarded at most
+  once. A node in `Peers.unreachable` (for a family) gets no packets; its chain accepts
+  them locally.
 """
 
 from __future__ import annotations
@@ -39,14 +45,16 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from herald.dataplane import maglev
-from herald.dataplane.endpoints import usable_backends
+from herald.dataplane.endpoints import usable, usable_backends
 from herald.dataplane.model import (
+    NO_PEERS,
     Backend,
     DataplaneService,
     ForwardingMode,
     IPAddress,
     IPNetwork,
     NodeContext,
+    Peers,
     SessionAffinity,
     TrafficPolicy,
 )
@@ -236,6 +244,8 @@ class Family:
     suffix: str  # "v4" / "v6"
     header: str  # payload protocol: "ip" / "ip6"
     address_type: str  # nft data type of an address
+    echo: str  # the echo request: "icmp type echo-request" / "icmpv6 type echo-request"
+    too_big: str  # the ICMP error path MTU discovery needs
 
     @property
     def key(self) -> str:
@@ -243,26 +253,42 @@ class Family:
         return f"{self.header} daddr . meta l4proto . th dport"
 
 
-FAMILIES = (Family(4, "v4", "ip", "ipv4_addr"), Family(6, "v6", "ip6", "ipv6_addr"))
+FAMILIES = (
+    Family(
+        4,
+        "v4",
+        "ip",
+        "ipv4_addr",
+        "icmp type echo-request",
+        "icmp type destination-unreachable icmp code frag-needed",
+    ),
+    Family(6, "v6", "ip6", "ipv6_addr", "icmpv6 type echo-request", "icmpv6 type packet-too-big"),
+)
 SERVICE_SETS = tuple(f"services-{f.suffix}" for f in FAMILIES)
 
 
-def render(services: Iterable[DataplaneService], node: NodeContext) -> Ruleset:
+def render(
+    services: Iterable[DataplaneService], node: NodeContext, peers: Peers = NO_PEERS
+) -> Ruleset:
     rendered = tuple(render_service(s, node) for s in sorted(services, key=lambda s: s.key))
-    return Ruleset(base=base_objects(rendered, node), services=rendered)
+    return Ruleset(base=base_objects(rendered, node, peers), services=rendered)
 
 
-def base_objects(services: Iterable[ServiceRules], node: NodeContext) -> tuple[NftObject, ...]:
-    return base_for((c for s in services for c in s.chains), node)
+def base_objects(
+    services: Iterable[ServiceRules], node: NodeContext, peers: Peers = NO_PEERS
+) -> tuple[NftObject, ...]:
+    return base_for((c for s in services for c in s.chains), node, peers)
 
 
-def base_for(chains: Iterable[NftObject], node: NodeContext) -> tuple[NftObject, ...]:
+def base_for(
+    chains: Iterable[NftObject], node: NodeContext, peers: Peers = NO_PEERS
+) -> tuple[NftObject, ...]:
     """The fixed objects and the shared `chains` the services use; netdev ones only while
     some service uses DSR."""
     unique = sorted({(c.family, c.name): c for c in chains}.values())
     objects = [*INET_BASE, *unique]
     if any(c.family == "netdev" for c in unique):
-        objects.extend(netdev_base(node))
+        objects.extend(netdev_base(node, peers))
     return tuple(objects)
 
 
@@ -278,11 +304,14 @@ def _inet_base() -> tuple[NftObject, ...]:
     objects = []
     dispatch_filter = []
     dispatch_nat = []
+    echo_filter = []
+    echo_nat = []
     refuse_other_ports = []
     for f in FAMILIES:
         s = f.suffix
         objects += [
             obj("inet", Rank.SET, "set", f"vips-{s}", f"typeof {f.header} daddr"),
+            obj("inet", Rank.SET, "set", f"echo-{s}", f"typeof {f.header} daddr"),
             obj("inet", Rank.SET, "set", f"services-{s}", f"typeof {f.key}", "counter"),
             obj("inet", Rank.SET, "set", f"restricted-{s}", f"typeof {f.key}"),
             obj(
@@ -326,6 +355,11 @@ def _inet_base() -> tuple[NftObject, ...]:
         ]
         dispatch_filter.append(f"{f.key} @services-{s} goto service-{s}")
         dispatch_nat.append(f"{f.key} vmap @dnat-{s}")
+        # An echo request to a VIP this node serves is answered by the node itself: the
+        # request is redirected to the address of the interface it came in by, and
+        # conntrack gives the reply the VIP as its source.
+        echo_filter.append(f"{f.echo} {f.header} daddr @echo-{s} accept")
+        echo_nat.append(f"{f.echo} {f.header} daddr @echo-{s} redirect")
         refuse_other_ports += [
             f"{f.header} daddr @vips-{s} ct state != related meta l4proto tcp "
             "reject with tcp reset",
@@ -341,10 +375,12 @@ def _inet_base() -> tuple[NftObject, ...]:
             base_chain(
                 f"filter-{hook}",
                 f"type filter hook {hook} priority -110; policy accept;",
-                (*dispatch_filter, *refuse_other_ports),
+                (*dispatch_filter, *echo_filter, *refuse_other_ports),
             ),
             base_chain(
-                f"nat-{hook}", f"type nat hook {hook} priority -100; policy accept;", dispatch_nat
+                f"nat-{hook}",
+                f"type nat hook {hook} priority -100; policy accept;",
+                (*dispatch_nat, *echo_nat),
             ),
         ]
     objects.append(
@@ -354,6 +390,10 @@ def _inet_base() -> tuple[NftObject, ...]:
             (f"ct label {MASQUERADE_LABEL} masquerade",),
         )
     )
+    # Flow events: the packets the chains above forward or refuse, logged for the agent.
+    from herald.observe import rules as observe
+
+    objects += [obj("inet", Rank[o.rank], o.kind, o.name, *o.body) for o in observe.objects()]
     return tuple(objects)
 
 
@@ -368,16 +408,44 @@ def other_nodes(node: NodeContext, f: Family) -> list[tuple[str, IPAddress]]:
     )
 
 
-def netdev_base(node: NodeContext) -> list[NftObject]:
+def netdev_base(node: NodeContext, peers: Peers = NO_PEERS) -> list[NftObject]:
     """The DSR dispatch map, and per other node the set of the slots it owns and the chain
-    that forwards to it."""
+    that forwards to it (or, while the node is unreachable, keeps its slots here).
+
+    The ingress chain first lets pass, unforwarded, every frame that is not addressed to
+    this node (a switch floods frames for a MAC it has not learnt, or no longer has: a
+    dead node's, to every port) and every frame another node sent (it forwarded the
+    packet already; two nodes that briefly disagree about a slot would otherwise bounce
+    it between them). `fwd` rewrites the Ethernet header with the sender's own MAC, so
+    the source MAC is what tells a forwarded packet apart.
+
+    An ICMP "packet too big" error about a DSR flow is addressed to the VIP and hashed by
+    the router on its own header, so it reaches any node, rarely the one holding the
+    flow's conntrack entry. Every node copies such an error to every other node, from its
+    own MAC (so the copies are not copied again), and keeps it too: the node that holds the
+    entry translates it to the backend (conntrack: related), the others drop it (the
+    VIP's refusal; the kernel never answers an ICMP error with one). At most 1,000 a
+    second per node, so a flood of forged errors costs the segment at most that many
+    times the number of nodes.
+    """
     objects = []
-    dispatch = []
+    dispatch = ["meta pkttype != host accept"]
+    if peers.macs:
+        dispatch.append(f"ether saddr {{ {', '.join(sorted(peers.macs))} }} accept")
     for f in FAMILIES:
         s = f.suffix
-        objects.append(
-            obj("netdev", Rank.DISPATCH_MAP, "map", f"services-{s}", f"typeof {f.key} : verdict")
-        )
+        objects += [
+            obj("netdev", Rank.DISPATCH_MAP, "map", f"services-{s}", f"typeof {f.key} : verdict"),
+            obj("netdev", Rank.SET, "set", f"vips-{s}", f"typeof {f.header} daddr"),
+        ]
+        if peers.macs and peers.own_mac:
+            copies = " ".join(
+                f'ether daddr set {mac} dup to "{node.interface}"' for mac in sorted(peers.macs)
+            )
+            dispatch.append(
+                f"{f.too_big} {f.header} daddr @vips-{s} limit rate 1000/second "
+                f"ether saddr set {peers.own_mac} {copies}"
+            )
         dispatch.append(f"{f.key} vmap @services-{s}")
         for name, address in other_nodes(node, f):
             objects += [
@@ -387,7 +455,9 @@ def netdev_base(node: NodeContext) -> list[NftObject]:
                     Rank.NODE_CHAIN,
                     "chain",
                     f"node/{name}/{s}",
-                    f'fwd {f.header} to {address} device "{node.interface}"',
+                    "accept"
+                    if (name, f.version) in peers.unreachable
+                    else f'fwd {f.header} to {address} device "{node.interface}"',
                 ),
             ]
     hook = f'type filter hook ingress device "{node.interface}" priority -500; policy accept;'
@@ -403,18 +473,26 @@ def slots_set(node: str, f: Family) -> str:
 
 
 def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules:
-    backends = usable_backends(service, node.node_name)
+    """A service's elements. With DSR, the netdev stage picks the node by a Maglev table
+    over every node's usable backends, the same on every node, and forwards the packet
+    there unmodified; the inet stage DNATs through the same table.
+
+    externalTrafficPolicy Local with DSR keeps a flow's backend whatever node it enters
+    by (plain Local picks among the entry node's backends, so a flow that ECMP moves gets
+    another one): the table picks the node as above, and the inet stage DNATs to the
+    slot's backend when it is local, else to a local one by a table of the local backends
+    (the slots of an unreachable node, a packet a peer forwarded while they disagreed). It
+    never DNATs to another node's backend, and the client address survives. The price is
+    the second hop that plain Local avoids, for flows whose slot is not the entry node's.
+    """
+    local = service.external_traffic_policy is TrafficPolicy.LOCAL
+    dsr = service.forwarding_mode is ForwardingMode.DSR
+    masquerade = not dsr and not local
+    mine = usable_backends(service, node.node_name)
+    chosen = usable(service.backends, TrafficPolicy.CLUSTER, node.node_name) if dsr else mine
     elements: list[Element] = []
     slots: list[SlotMap] = []
     chains: dict[str, NftObject] = {}
-    masquerade = (
-        service.forwarding_mode is ForwardingMode.SNAT
-        and service.external_traffic_policy is TrafficPolicy.CLUSTER
-    )
-    dsr = (
-        service.forwarding_mode is ForwardingMode.DSR
-        and service.external_traffic_policy is TrafficPolicy.CLUSTER
-    )
     for f in FAMILIES:
         vips = service.vips_of(f.version)
         if not vips:
@@ -422,47 +500,75 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         s = f.suffix
         ports = {f"{vip} . {p.protocol} . {p.port}": p for vip in vips for p in service.ports}
         keys = list(ports)
-        elements += [Element("inet", f"vips-{s}", str(vip)) for vip in vips]
-        elements += [Element("inet", f"services-{s}", key) for key in keys]
-        if service.source_ranges:
-            ranges = collapse(r for r in service.source_ranges if r.version == f.version)
-            # Ranges given for the other family only: nobody of this one is allowed.
-            elements += [Element("inet", f"restricted-{s}", key) for key in keys]
+        elements += frontend_elements(service, f, keys)
+        family_chosen = tuple(b for b in chosen if b.version == f.version)
+        family_mine = tuple(b for b in mine if b.version == f.version)
+        size = maglev.table_size(len(family_chosen), service.maglev_size)
+        owners = slot_owners(family_chosen, node.hash_seed, size)
+        flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
+        if dsr and family_chosen:
+            forward = dsr_chain(node, f, service.session_affinity, size, flow_hash)
+            chains[forward.name] = forward
             elements += [
-                Element("inet", f"allowed-{s}", f"{k} . {r}") for k in keys for r in ranges
+                Element("netdev", f"services-{s}", k, f"goto {forward.name}") for k in keys
             ]
-        family_backends = tuple(b for b in backends if b.version == f.version)
-        if not family_backends:
+            elements += [Element("netdev", f"vips-{s}", str(vip)) for vip in vips]
+            for name, owned in remote_slots(service, node, f, owners, family_chosen).items():
+                slots += [
+                    SlotMap("netdev", slots_set(name, f), k, owned, member=True) for k in keys
+                ]
+        if not family_mine:
+            # With DSR and Local, a node without local backends still forwards; only the
+            # slots of unreachable nodes and stray packets end here, refused.
             elements += [Element("inet", f"unserved-{s}", key) for key in keys]
             continue
-        size = maglev.table_size(len(family_backends), service.maglev_size)
-        table = maglev.build(
-            [(str(b.address), b.weight) for b in family_backends], node.hash_seed, size
-        )
-        owners = tuple(table.owner(slot) for slot in range(size))
-        flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
+        if service.answer_echo:
+            elements += [Element("inet", f"echo-{s}", str(vip)) for vip in vips]
+        if family_mine != family_chosen:
+            owners = local_owners(owners, family_mine, node.hash_seed)
         dnat = dnat_chain(f, service.session_affinity, size, flow_hash, masquerade)
         chains[dnat.name] = dnat
         for key, port in ports.items():
             elements.append(Element("inet", f"dnat-{s}", key, f"goto {dnat.name}"))
             elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
             slots.append(SlotMap("inet", f"backends-{s}", key, owners))
-        if dsr:
-            forward = dsr_chain(node, f, service.session_affinity, size, flow_hash)
-            chains[forward.name] = forward
-            elements += [
-                Element("netdev", f"services-{s}", k, f"goto {forward.name}") for k in keys
-            ]
-            for name, owned in remote_slots(service, node, f, owners, family_backends).items():
-                slots += [
-                    SlotMap("netdev", slots_set(name, f), k, owned, member=True) for k in keys
-                ]
     return ServiceRules(
         service.key,
         tuple(sorted(elements)),
         tuple(slots),
         tuple(sorted(chains.values())),
     )
+
+
+def slot_owners(backends: Sequence[Backend], seed: int, size: int) -> tuple[str, ...]:
+    """The backend address of each slot of the Maglev table of `backends` (none: empty)."""
+    if not backends:
+        return ()
+    table = maglev.build([(str(b.address), b.weight) for b in backends], seed, size)
+    return tuple(table.owner(slot) for slot in range(size))
+
+
+def local_owners(owners: Sequence[str], local: Sequence[Backend], seed: int) -> tuple[str, ...]:
+    """`owners` where the owner is local, elsewhere the slot's owner in a table of the
+    `local` backends only."""
+    fallback = slot_owners(local, seed, len(owners))
+    mine = {str(b.address) for b in local}
+    return tuple(o if o in mine else fallback[slot] for slot, o in enumerate(owners))
+
+
+def frontend_elements(service: DataplaneService, f: Family, keys: Sequence[str]) -> list[Element]:
+    """The service's VIPs and `VIP . protocol . port` keys of family `f`, with its
+    loadBalancerSourceRanges."""
+    s = f.suffix
+    vips = service.vips_of(f.version)
+    elements = [Element("inet", f"vips-{s}", str(vip)) for vip in vips]
+    elements += [Element("inet", f"services-{s}", key) for key in keys]
+    if service.source_ranges:
+        ranges = collapse(r for r in service.source_ranges if r.version == f.version)
+        # Ranges given for the other family only: nobody of this one is allowed.
+        elements += [Element("inet", f"restricted-{s}", key) for key in keys]
+        elements += [Element("inet", f"allowed-{s}", f"{k} . {r}") for k in keys for r in ranges]
+    return elements
 
 
 def hash_expression(f: Family, affinity: SessionAffinity, size: int, seed: int) -> str:

@@ -21,7 +21,15 @@ from herald.agent.status import DEFAULT_STATUS_DIR
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.l2.key import ENV_KEY, ENV_KEY_FILE, create_key_file
 from herald.lab.netns import Lab, LabError, alive, delete_namespace, end_process, namespaces, run
-from herald.lab.routers import Bird, Frr, Neighbor, RouterSpec, bfd_peer_states, wait_for
+from herald.lab.routers import (
+    Bird,
+    Frr,
+    Neighbor,
+    RouterSpec,
+    bfd_peer_states,
+    bird_bfd_states,
+    wait_for,
+)
 from herald.lab.topology import (
     CLIENT_GATEWAY,
     LOCAL_ASN,
@@ -191,7 +199,8 @@ def _prepare_manifests(manifests: Path, topology: Topology) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
 
 
-BFD_MS = 100  # the lab router's BFD interval; herald's side comes from the BFDProfile
+# The lab router's BFD interval (x3), as the seed's BFDProfile: 900 ms detection both ways.
+BFD_MS = 300
 
 
 def _start_router(network: Lab, topology: Topology, state: dict[str, Any]) -> None:
@@ -216,11 +225,21 @@ def _start_router(network: Lab, topology: Topology, state: dict[str, Any]) -> No
     daemon.start()
 
 
+# Prometheus metrics on each node's loopback (Cilium's ports): scrape them from inside the
+# node, e.g. `herald lab exec k8s-worker1 curl -s 127.0.0.1:9962/metrics`.
+AGENT_METRICS = "127.0.0.1:9962"
+CONTROLLER_METRICS = "127.0.0.1:9963"
+
+
 def _start_herald(network: Lab, topology: Topology, manifests: Path, state: dict[str, Any]) -> None:
     common = ["--manifests", str(manifests)]
     create_key_file(L2_KEY)
     master = topology.nodes[0].name
-    network.spawn(master, herald_argv("controller", *common), log=LOGS / "controller.log")
+    network.spawn(
+        master,
+        herald_argv("controller", *common, "--metrics-address", CONTROLLER_METRICS),
+        log=LOGS / "controller.log",
+    )
     for node in topology.nodes:
         _spawn_agent(network, node.name, manifests, state)
     kubelet = herald_argv("lab", "kubelet", *common)
@@ -248,6 +267,11 @@ def _spawn_agent(network: Lab, node: str, manifests: Path, state: dict[str, Any]
             str(manifests),
             "--status-dir",
             str(DEFAULT_STATUS_DIR),
+            "--metrics-address",
+            AGENT_METRICS,
+            # Every node's uplink: DSR forwards out of it.
+            "--interface",
+            "eth0",
         ),
         log=LOGS / f"agent-{node}.log",
         env=_agent_environment(),
@@ -303,9 +327,15 @@ def unsilence(host: str) -> None:
     run_in(host, "nft", "delete table inet silence")
 
 
-def router_bfd_up() -> set[str]:
-    """The addresses the lab's FRR router has an Up BFD session with."""
+def router_bfd_states() -> dict[str, str]:
+    """BFD peer address -> state ("up", "down", ...) at the lab's router, FRR or BIRD."""
+    if read_state().get("topology", {}).get("router") == "bird":
+        ctl = str(LAB_DIR / "router" / "bird.ctl")
+        return bird_bfd_states(run_in("router", "birdc", "-s", ctl, "show bfd sessions"))
     out = run_in("router", "vtysh", "-N", PREFIX + "router", "-c", "show bfd peers json")
-    return {
-        peer for peer, status in bfd_peer_states(json.loads(out or "[]")).items() if status == "up"
-    }
+    return bfd_peer_states(json.loads(out or "[]"))
+
+
+def router_bfd_up() -> set[str]:
+    """The addresses the lab's router has an Up BFD session with."""
+    return {peer for peer, status in router_bfd_states().items() if status == "up"}

@@ -80,12 +80,15 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
         "Each request entered through the node the router's ECMP hash chose, and every node\n"
         "picks the pod by the same Maglev table, so any node may answer for any pod."
     )
+    step(echo, "herald observe --last 10   (the last request, packet by packet, all nodes)")
+    echo(run(cluster.herald_argv("observe", "--last", "10"), check=False).stdout.rstrip())
 
     took = time.monotonic() - start
     step(echo, f"done in {took:.1f} s (all nodes announced the VIP at {applied - start:.1f} s)")
     echo(
         "Explore:\n"
         "  herald get svc | herald bgp peers | herald bgp routes | herald status\n"
+        "  herald observe --follow   (flows as they pass; --node, --pod, -o json ...)\n"
         f"  herald lab exec client1 -- curl -s http://{vip}/\n"
         "  herald lab exec router -- vtysh -N hl-router -c 'show ip route'   (FRR)\n"
         f"  edit {DEFAULT_MANIFESTS}/web1.yaml (replicas, externalTrafficPolicy) and watch\n"

@@ -96,6 +96,9 @@ SCENARIOS: dict[str, list[DataplaneService]] = {
         )
     ],
     "dsr": [web(forwarding_mode=ForwardingMode.DSR)],
+    "local_dsr": [
+        web(forwarding_mode=ForwardingMode.DSR, external_traffic_policy=TrafficPolicy.LOCAL)
+    ],
     "shared_vip": [
         web(),
         DataplaneService(

@@ -128,8 +128,11 @@ class FakeAgent:
 
     configs: ClassVar[list[Any]] = []
 
-    def __init__(self, config: Any, source: Any) -> None:
+    def __init__(self, config: Any, source: Any, **parts: Any) -> None:
         self.configs.append(config)
+
+    async def counted_status(self) -> dict[str, Any]:
+        return {}
 
     async def run(self) -> None:
         return None
