@@ -6,8 +6,8 @@ namespace), so the router sees no TCP reset and no link down; only a timer can n
 measure from the cut to the moment the router's FIB entry for the VIP loses the node's next
 hop (polled every 20 ms), then remove the cut and wait until the node is back.
 
-- `bfd`: the agents' BGPPeerConfig names a BFDProfile of 300 ms x 3 (the router offers
-  100 ms), graceful restart as in the seed;
+- `bfd`: the seed as it is: its BGPPeerConfig names the BFDProfile `seed-bfd` of
+  300 ms x 3 (as the lab's router), graceful restart on;
 - `hold`: no BFD; the seed's hold time of 9 s, graceful restart off (with it on, the
   router would keep the route as stale for the restart time on top).
 
@@ -36,10 +36,6 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 VIP = "203.0.113.0"
 NODES = {"192.0.2.10", "192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.24", "192.0.2.25"}
 SILENT, SILENT_ADDRESS = "k8s-worker5", "192.0.2.25"
-BFD_PROFILE = (
-    "apiVersion: herald.io/v1alpha1\nkind: BFDProfile\nmetadata: {name: bench}\n"
-    "spec: {transmitInterval: 300, receiveInterval: 300, detectMultiplier: 3}\n"
-)
 
 
 def hops() -> set[str]:
@@ -48,11 +44,8 @@ def hops() -> set[str]:
 
 def configure(mode: str) -> None:
     bgp = (SEED / "bgp.yaml").read_text()
-    if mode == "bfd":
-        (DEFAULT_MANIFESTS / "bfd.yaml").write_text(BFD_PROFILE)
-        bgp = bgp.replace("  timers:\n", "  bfdProfileRef: bench\n  timers:\n", 1)
-    else:
-        (DEFAULT_MANIFESTS / "bfd.yaml").unlink(missing_ok=True)
+    if mode == "hold":
+        bgp = bgp.replace("  bfdProfileRef: seed-bfd\n", "", 1)
         bgp = bgp.replace("enabled: true", "enabled: false")
     (DEFAULT_MANIFESTS / "bgp.yaml").write_text(bgp)
 
