@@ -42,6 +42,7 @@ from herald.api.bgp import (
 )
 from herald.api.core import (
     ANNOTATION_FORWARDING_MODE,
+    ANNOTATION_ICMP_ECHO,
     LB_CLASS_BGP,
     EndpointSlice,
     Node,
@@ -620,6 +621,7 @@ def _dataplane_service(
             for r in svc.spec.load_balancer_source_ranges
         ),
         forwarding_mode=ForwardingMode(mode) if mode else default_forwarding,
+        answer_echo=svc.metadata.annotations.get(ANNOTATION_ICMP_ECHO) != "false",
     )
     return service, problems
 

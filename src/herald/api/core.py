@@ -23,6 +23,9 @@ HERALD_LB_CLASSES = (LB_CLASS_BGP, LB_CLASS_L2)
 
 ANNOTATION_FORWARDING_MODE = "herald.io/forwarding-mode"
 FORWARDING_MODES = ("snat", "dsr")
+# "false": the VIP does not answer ping (ICMP/ICMPv6 echo), which it does by default.
+ANNOTATION_ICMP_ECHO = "herald.io/icmp-echo"
+ICMP_ECHO_VALUES = ("true", "false")
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 IPFamily = Literal["IPv4", "IPv6"]
@@ -99,6 +102,12 @@ class Service(CoreModel):
             raise ValueError(
                 f"annotation {ANNOTATION_FORWARDING_MODE}: {mode!r} is not a forwarding mode; "
                 f"allowed: {', '.join(FORWARDING_MODES)}"
+            )
+        echo = meta.annotations.get(ANNOTATION_ICMP_ECHO)
+        if echo is not None and echo not in ICMP_ECHO_VALUES:
+            raise ValueError(
+                f"annotation {ANNOTATION_ICMP_ECHO}: {echo!r} is not one of "
+                f"{', '.join(ICMP_ECHO_VALUES)}"
             )
         return meta
 

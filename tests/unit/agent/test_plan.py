@@ -181,6 +181,31 @@ def test_named_target_port_forwarding_mode_and_l2_class() -> None:
     assert {s.key for s in plan.services} == {"default/web1-lb", "default/l2"}
 
 
+def test_icmp_echo_annotation_opts_a_service_out_of_ping() -> None:
+    files = seed_files()
+    files[next(k for k in files if k.endswith("web1.yaml"))] = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web1-lb, annotations: {herald.io/icmp-echo: 'false'}}\n"
+        "spec: {type: LoadBalancer, ports: [{name: web, port: 80, targetPort: 8080}]}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: pinged}\n"
+        "spec: {type: LoadBalancer, ports: [{port: 80}]}\n"
+    )
+    files["eps.yaml"] = endpoints("web1-lb", [("198.18.1.10", "k8s-worker1", True)]) + (
+        "---\n" + endpoints("pinged", [("198.18.1.11", "k8s-worker1", True)])
+    )
+    snapshot = state(files, {"default/web1-lb": "203.0.113.0", "default/pinged": "203.0.113.1"})
+    echo = {s.key: s.answer_echo for s in plan_node(snapshot, "k8s-worker1").services}
+    assert echo == {"default/web1-lb": False, "default/pinged": True}
+
+
+def test_an_icmp_echo_annotation_that_is_not_a_boolean_is_refused_where_written() -> None:
+    text = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web1-lb, annotations: {herald.io/icmp-echo: 'no'}}\n"
+        "spec: {type: LoadBalancer, ports: [{port: 80}]}\n"
+    )
+    with pytest.raises(ManifestError, match=r"herald\.io/icmp-echo"):
+        parse_manifests({"web1.yaml": text})
+
+
 def test_pod_cidr_advertisement_and_determinism() -> None:
     files = seed_files()
     files["podcidr.yaml"] = (
