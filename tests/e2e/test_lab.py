@@ -327,6 +327,28 @@ def test_an_ipv6_vip_is_announced_by_every_node_and_answers(lab_cleanup: None) -
     assert re.search(r"pod=web1-\d node=\S+ client=2001:db8:(2|18):", answer), answer
     # The IPv4 VIP of the seed is unchanged.
     assert hops() == NODES and "pod=web1-" in curl()
+    # Both VIPs answer ping from the client LAN, until the Service opts out.
+    for vip in ("203.0.113.1", VIP6):
+        assert pings(vip), f"{vip} does not answer ping"
+    opted_out = DUAL_STACK.replace(
+        "metadata: {name: web1-ds}",
+        "metadata: {name: web1-ds, annotations: {herald.io/icmp-echo: 'false'}}",
+    )
+    assert opted_out != DUAL_STACK
+    (DEFAULT_MANIFESTS / "web1-ds.yaml").write_text(opted_out)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and pings(VIP6):
+        time.sleep(0.5)
+    assert not pings(VIP6) and not pings("203.0.113.1")
+    assert "pod=web1-" in cluster.run_in(
+        "client1", "curl", "-g", "-s", "-m", "3", f"http://[{VIP6}]/"
+    )
+
+
+def pings(address: str) -> bool:
+    """One echo request from client1 answered within a second."""
+    argv = ["ip", "netns", "exec", cluster.PREFIX + "client1", "ping", "-c", "1", "-W", "1"]
+    return subprocess.run([*argv, address], capture_output=True, check=False).returncode == 0
 
 
 WEB2 = """\
