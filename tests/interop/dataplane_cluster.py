@@ -11,7 +11,8 @@ tests (`BACKENDS3`), which cut n3's link.
 Every link also carries IPv6 (2001:db8:100::/64 clients, 2001:db8:2::/64 nodes,
 2001:db8:18:N::/64 pods). r1 routes the VIP ranges 203.0.113.0/24 and 2001:db8:113::/64 to
 one node at a time (`Cluster.via`). Every pod runs traffic.py's backend on port 8080, and
-bench/chaos/sessions.py's server of long-lived connections on port 9090.
+bench/chaos/sessions.py's server of long-lived connections on port 9090 (both on IPv4 and
+IPv6).
 Teardown (namespaces, processes by pid) always runs.
 """
 
@@ -119,12 +120,12 @@ class Cluster:
         process = self.lab.spawn("c1", self.client_argv(mode, out, count, **options))
         return out, process
 
-    def hold(self, count: int, duration: float) -> Sessions:
-        """`count` long-lived connections to VIP:80 (the service must send them to the
-        session servers' port), one request each every 100 ms for `duration` seconds;
-        returns once they are open."""
+    def hold(self, count: int, duration: float, vip: str = VIP) -> Sessions:
+        """`count` long-lived connections to `vip`:80 (IPv4 or IPv6; the service must send
+        them to the session servers' port), one request each every 100 ms for `duration`
+        seconds; returns once they are open."""
         out = self.scratch / f"hold-{time.monotonic_ns()}.json"
-        argv = [sys.executable, SESSIONS, "hold", "--vip", VIP, "--count", str(count),
+        argv = [sys.executable, SESSIONS, "hold", "--vip", vip, "--count", str(count),
                 "--duration", str(duration), "--out", str(out)]  # fmt: skip
         sessions = Sessions(out, self.lab.spawn("c1", argv))
         deadline = time.monotonic() + 20
