@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 # The plan's own lookup (a node without a Node object still has its hostname label), so
 # that a selector is matched here exactly as the plan matched it.
@@ -36,6 +36,8 @@ from herald.ipam.request import to_address
 from herald.ipam.result import Reason
 from herald.ipam.status import CONDITION_SATISFIED
 from herald.l2.policy import announcements
+from herald.observe.event import FlowEvent
+from herald.observe.merge import merge_sorted
 
 # The controller's reasons in a user's words (the controller's message follows them).
 REASONS = {
@@ -90,14 +92,20 @@ class Explanation:
     verdict: str
     ipam: IPAMDecision
     nodes: tuple[NodeExplanation, ...] = field(default=())
+    # The last packets to its addresses the datapath refused, oldest first (flow events).
+    dropped: tuple[FlowEvent, ...] = ()
 
     @property
     def announcing(self) -> tuple[str, ...]:
         return tuple(n.node for n in self.nodes if n.announces)
 
+    def with_dropped(self, events: Iterable[FlowEvent], last: int) -> Explanation:
+        return replace(self, dropped=last_dropped(events, self.ipam.addresses, last))
+
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["announcing"] = list(self.announcing)
+        data["dropped"] = [e.to_json() for e in self.dropped]
         for node, explained in zip(data["nodes"], self.nodes, strict=True):
             node["frontends"] = [
                 f.model_dump(mode="json", by_alias=True) for f in explained.frontends
@@ -125,6 +133,16 @@ def explain_service(
         _node(state, service, name, by_node.get(name), default_forwarding) for name in names
     )
     return Explanation(key, _verdict(ipam, nodes), ipam, nodes)
+
+
+def last_dropped(
+    events: Iterable[FlowEvent], addresses: Sequence[str], last: int
+) -> tuple[FlowEvent, ...]:
+    """The last `last` DROPPED events to the Service's addresses, of every node in time
+    order (pure). By address rather than by Service: a port of the VIP no Service uses is
+    refused too, and that event names no Service."""
+    mine = [e for e in merge_sorted([events]) if e.verdict == "DROPPED" and e.vip in addresses]
+    return tuple(mine[max(0, len(mine) - last) :]) if last > 0 else ()
 
 
 # -- LB-IPAM ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Metrics and `herald explain` in the lab: after the seed demo, every agent's /metrics
 (scraped with curl inside its node, parsed with prometheus_client's parser) shows its BGP
 session up and the VIP advertised, the controller's shows the pool in use, and `herald
-explain` says who announces web1-lb and why a Service without a pool has no address.
+explain` says who announces web1-lb, why a Service without a pool has no address, why one
+asking for web1-lb's address has none, and which node's peer is down.
 
 Takes over the machine's lab like tests/e2e/test_lab.py: run it under
 `flock /tmp/herald-lab.lock`.
@@ -38,6 +39,8 @@ spec:
   ports: [{name: http, port: 80, targetPort: 8080}]
 """
 
+TAKEN = NO_POOL.replace("name: nopool", "name: taken").replace("198.51.100.200", VIP)
+
 
 @pytest.fixture
 def demo() -> Iterator[None]:
@@ -67,7 +70,7 @@ def explain(*args: str) -> str:
 
 
 def test_metrics_show_sessions_up_and_prefixes_advertised(demo: None) -> None:
-    packets = 0.0
+    packets = forwarded = 0.0
     for node in NODES:
         found = scrape(node, cluster.AGENT_METRICS)
         ((labels, up),) = found["herald_bgp_session_up"]
@@ -76,11 +79,21 @@ def test_metrics_show_sessions_up_and_prefixes_advertised(demo: None) -> None:
         assert announced >= 1
         ((_, uptime),) = found["herald_bgp_session_uptime_seconds"]
         assert uptime > 0
+        # The VIP went out in an UPDATE (and the End-of-RIB is one); FRR sent its own.
+        ((_, updates),) = found["herald_bgp_updates_total"]
+        assert updates >= 2
+        ((_, received),) = found["herald_bgp_updates_received_total"]
+        assert received >= 1
+        events = dict((labels["verdict"], v) for labels, v in found["herald_flow_events_total"])
+        lost = {labels["cause"] for labels, _ in found["herald_flow_events_lost_total"]}
+        assert lost == {"rate_limited", "undelivered", "undecodable"}
+        forwarded += events.get("FORWARDED", 0)
         assert found["herald_services_programmed"] == [({"node": node}, 1.0)]
         ((_, applies),) = found["herald_datapath_apply_duration_seconds_count"]
         assert applies >= 1
         packets += sum(v for labels, v in found.get("herald_service_packets_total", []))
     assert packets >= 60  # the demo's 60 requests, counted by the nodes that took them
+    assert forwarded >= 60  # and each a few flow events (SYN, ACK, ...) where it entered
     controller = scrape("k8s-master1", cluster.CONTROLLER_METRICS)
     assert ({"pool": "seed-pool"}, 1.0) in controller["herald_ipam_addresses_in_use"]
     assert ({"pool": "seed-pool"}, 256.0) in controller["herald_ipam_addresses"]
@@ -105,3 +118,43 @@ def test_explain_says_who_announces_and_why_a_service_has_no_address(demo: None)
         "pending: no pool has an address for it: 198.51.100.200 is in no LoadBalancerIPPool"
     )
     assert nopool["nodes"] == []
+
+
+def test_explain_says_a_requested_ip_is_taken(demo: None) -> None:
+    (DEFAULT_MANIFESTS / "taken.yaml").write_text(TAKEN)
+
+    def decided() -> dict[str, object] | None:
+        found: dict[str, object] = json.loads(explain("default/taken", "-o", "json"))
+        return found if found["ipam"]["reason"] else None  # type: ignore[index]
+
+    taken = cluster.wait_until(decided, 30, "the controller's decision on default/taken")
+    assert taken["ipam"]["reason"] == "already_allocated"  # type: ignore[index]
+    assert str(taken["verdict"]).startswith("pending: requested IP taken by another Service")
+    assert VIP in str(taken["ipam"]["message"])  # type: ignore[index]
+    # web1-lb keeps its address and every node.
+    assert json.loads(explain("default/web1-lb", "-o", "json"))["announcing"] == list(NODES)
+
+
+def test_explain_names_the_node_whose_peer_is_down(demo: None) -> None:
+    node = "k8s-worker5"
+    address = cluster.run_in(node, "ip", "-4", "-o", "addr", "show", "eth0", check=True)
+    address = address.split(" inet ", 1)[1].split("/", 1)[0]
+    vtysh = ("vtysh", "-N", cluster.PREFIX + "router")
+    summary = json.loads(cluster.run_in("router", *vtysh, "-c", "show bgp summary json"))
+    asn = summary["ipv4Unicast"]["as"]
+    neighbor = ("-c", "configure terminal", "-c", f"router bgp {asn}")
+    cluster.run_in("router", *vtysh, *neighbor, "-c", f"neighbor {address} shutdown", check=True)
+
+    def down() -> dict[str, object] | None:
+        found = json.loads(explain("default/web1-lb", "-o", "json"))
+        (worker,) = [n for n in found["nodes"] if n["node"] == node]
+        (peer,) = worker["peers"]
+        return found if peer["state"] != "Established" and peer["reason"] else None
+
+    explained = cluster.wait_until(down, 30, f"{node}'s session down")
+    (worker,) = [n for n in explained["nodes"] if n["node"] == node]  # type: ignore[attr-defined]
+    (peer,) = worker["peers"]
+    assert "not Established" in peer["reason"] and peer["sent"] == []
+    assert node not in explained["announcing"]  # type: ignore[index]
+    assert len(explained["announcing"]) == len(NODES) - 1  # type: ignore[index]
+    assert "not Established" in explain("default/web1-lb")

@@ -57,6 +57,7 @@ from herald.bgp.wire import (
     decode_message,
 )
 from herald.bgp.wire.errors import CeaseSubcode
+from herald.bgp.wire.header import HEADER_SIZE, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ def retry_delay(failures: int, cap: float, jitter: float) -> float:
     so that speakers that failed together do not retry together."""
     exponent = min(max(failures - 1, 0), 30)
     return float(min(cap, FIRST_RETRY * 2.0**exponent) * (1 - 0.25 * jitter))
+
+
+def is_update(frame: bytes) -> bool:
+    """An encoded message is an UPDATE (its type is the header's last octet)."""
+    return len(frame) >= HEADER_SIZE and frame[HEADER_SIZE - 1] == MessageType.UPDATE
 
 
 def normalise_address(address: IPAddress) -> IPAddress:
@@ -135,6 +141,9 @@ class Session:
         self.handler = handler
         self.messages_in = 0
         self.messages_out = 0
+        # UPDATE messages alone (MetalLB's metallb_bgp_updates_total).
+        self.updates_in = 0
+        self.updates_out = 0
         self.last_down: SessionDown | None = None
         self.last_peer_open: Open | None = None  # survives the FSM's reset, for GR helpers
         self._rng = rng or random.Random()
@@ -179,6 +188,7 @@ class Session:
             return False
         conn.writer.writelines(frames)
         self.messages_out += len(frames)
+        self.updates_out += sum(1 for frame in frames if is_update(frame))
         return True
 
     async def drain(self) -> None:
@@ -378,6 +388,7 @@ class Session:
     def _receive(self, conn: _Connection, frame: bytes) -> None:
         now = asyncio.get_running_loop().time()
         self.messages_in += 1
+        self.updates_in += is_update(frame)
         try:
             decoded = decode_message(frame, conn.fsm.negotiated)
         except CodecError as e:
@@ -440,8 +451,10 @@ class Session:
     def _carry_out_one(self, conn: _Connection, action: Action) -> None:
         if isinstance(action, Send):
             if conn.writer is not None:
-                conn.writer.write(action.message.encode(conn.fsm.negotiated))
+                frame = action.message.encode(conn.fsm.negotiated)
+                conn.writer.write(frame)
                 self.messages_out += 1
+                self.updates_out += is_update(frame)
         elif isinstance(action, Connect):
             # A passive peer is only ever accepted; the FSM's retry just keeps it waiting.
             if not self.peer.passive:

@@ -107,6 +107,8 @@ class PeerStatus:
     families: tuple[str, ...] = ()
     unsent_prefixes: int = 0
     unsent_families: tuple[str, ...] = ()
+    updates_in: int = 0
+    updates_out: int = 0
 
 
 @dataclass(eq=False)
@@ -325,6 +327,8 @@ class Speaker:
                 families=_names(p.rib_out.families),
                 unsent_prefixes=p.rib_out.unsent_count,
                 unsent_families=_names(p.rib_out.unsent_families),
+                updates_in=p.session.updates_in,
+                updates_out=p.session.updates_out,
             )
             for address, p in self._peers.items()
         ]

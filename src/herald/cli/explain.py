@@ -6,16 +6,27 @@ status with its frontends) and prints; `herald.explain` reasons.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
 
 from herald.agent.status import query_all
+from herald.api.snapshot import ClusterState
 from herald.cli.agent import status_dir_option
 from herald.cli.get import listed_state
+from herald.cli.observe import agent_sockets, recorded
 from herald.cli.output import output_option, print_data, print_table
-from herald.cli.source_option import manifests_option
+from herald.cli.source_option import SourceChoice, source_options
 from herald.explain import Explanation, ServiceNotFound, explain_service
+from herald.observe import format as flow_format
+from herald.observe.event import FlowEvent
+from herald.observe.filter import FlowFilter
+from herald.observe.reader import ObserveRequest
+
+DEFAULT_DROPPED = 5
+# The API's first snapshot (every kind listed) must come within this many seconds.
+KUBE_TIMEOUT = 30.0
 
 
 @click.group()
@@ -25,24 +36,60 @@ def explain() -> None:
 
 @explain.command(name="svc")
 @click.argument("service", metavar="NAMESPACE/NAME")
-@manifests_option
+@source_options
 @status_dir_option
+@click.option(
+    "--dropped", type=click.IntRange(0), default=DEFAULT_DROPPED, show_default=True,
+    help="How many of the last dropped flows to the Service's addresses to show (0: none).",
+)  # fmt: skip
 @output_option
-def explain_svc(service: str, manifests: Path, status_dir: Path, output: str) -> None:
+def explain_svc(
+    service: str, source: SourceChoice, status_dir: Path, dropped: int, output: str
+) -> None:
     """Why a LoadBalancer Service is pending or unreachable: its IPAM decision, which nodes
-    announce its address (and why the others do not), what each router peer was sent, and
-    the datapath entries and backends on each node."""
+    announce its address (and why the others do not), what each router peer was sent, the
+    datapath entries and backends on each node, and the last flows it dropped."""
     key = service if "/" in service else f"default/{service}"
-    state = listed_state(manifests)
+    state = listed_state(source.manifests) if source.kind == "files" else kube_state(source)
     agents = query_all(status_dir, frontends=True)
     try:
         explained = explain_service(state, agents, key)
     except ServiceNotFound as err:
         raise click.ClickException(str(err)) from err
+    if dropped and explained.ipam.addresses:
+        explained = explained.with_dropped(
+            _dropped_flows(status_dir, explained.ipam.addresses, dropped), dropped
+        )
     if output != "table":
         print_data(explained.to_json(), output)
         return
     _print(explained)
+
+
+def kube_state(source: SourceChoice) -> ClusterState:
+    """The API's objects as the agents see them (with the controller's status in each
+    Service's): the first snapshot of the Kubernetes source, then it is closed."""
+
+    async def first() -> ClusterState:
+        # asyncio.run closes the generator (its watches) and cancels what is left.
+        async for snapshot in source.open().snapshots():
+            return snapshot
+        raise click.ClickException("the Kubernetes API gave no snapshot")
+
+    try:
+        return asyncio.run(asyncio.wait_for(first(), KUBE_TIMEOUT))
+    except TimeoutError:
+        raise click.ClickException(
+            f"no complete listing from the Kubernetes API within {KUBE_TIMEOUT:.0f} s"
+        ) from None
+
+
+def _dropped_flows(status_dir: Path, addresses: tuple[str, ...], last: int) -> list[FlowEvent]:
+    """Every agent's last `last` DROPPED events to `addresses`; an agent that does not
+    answer, or has flow events off, adds none (its status says why)."""
+    request = ObserveRequest(last=last, filter=FlowFilter(ips=addresses, verdicts=("DROPPED",)))
+    streams = asyncio.run(recorded(agent_sockets(status_dir, None), request))
+    return [e for s in streams for e in s.events]
 
 
 def _print(explained: Explanation) -> None:
@@ -105,3 +152,8 @@ def _print(explained: Explanation) -> None:
     if problems:
         click.echo()
         print_table(None, ("NODE", "PROBLEM"), problems)
+    if explained.dropped:
+        click.echo()
+        click.echo(f"Last dropped flows ({len(explained.dropped)}):")
+        for event in explained.dropped:
+            click.echo(flow_format.line(event))

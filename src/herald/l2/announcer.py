@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 _SETTLE_MARGIN = 0.001
 
 
+def changed_owners(before: Mapping[IPAddress, Owner], after: Mapping[IPAddress, Owner]) -> int:
+    """How many VIPs known before have another owner node after (pure)."""
+    return sum(
+        1 for vip, owner in after.items() if vip in before and before[vip].node != owner.node
+    )
+
+
 class Announcer:
     def __init__(
         self,
@@ -45,6 +52,9 @@ class Announcer:
         self.damping = damping
         self.announced: tuple[Announcement, ...] = ()
         self.view: dict[IPAddress, Owner] = {}
+        # VIPs whose owner became another node, decision after decision (the metric
+        # herald_l2_ownership_changes_total); a VIP seen for the first time is no change.
+        self.ownership_changes = 0
         self.responders: dict[str, Responder] = {}
         self._liveness: Liveness | None = None
         self._ownership: Ownership | None = None
@@ -123,6 +133,7 @@ class Announcer:
         decision = ownership.update(
             self._loop.time(), self._liveness.view(), self.announced, self.links
         )
+        self.ownership_changes += changed_owners(self.view, decision.owners)
         self.view = decision.owners
         # Releases before anything is said: not one more answer for a VIP given up.
         for name in sorted(set(self.responders) | set(decision.answer)):

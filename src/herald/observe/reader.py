@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -205,10 +205,15 @@ class FlowReader:
         capacity: int = DEFAULT_CAPACITY,
         group: int = rules.LOG_GROUP,
         clock: Callable[[], float] = time.time,
+        rate: rules.FlowRate | None = None,
     ) -> None:
         self.node = node
         self.group = group
+        # The budget the agent gives its table (`enforce_rate`); rate 0: events off.
+        self.rate = rate or rules.FlowRate()
         self.ring = Ring(capacity)
+        # Events taken into the ring, by verdict, since the agent started (metrics).
+        self.verdicts: Counter[str] = Counter()
         self.lost = Lost()
         self.directory = Directory()
         self.nft: NftApi | None = None  # for the rate-limit counter
@@ -220,6 +225,10 @@ class FlowReader:
 
     def start(self) -> bool:
         """Bind the group from the running loop; False (and `error` says why) if it cannot."""
+        if not self.rate.on:
+            self.error = "flow events off on this node (--flow-rate 0)"
+            log.info("event=flow_events_off node=%s reason=rate_zero", self.node)
+            return False
         try:
             self._socket = NflogSocket(self.group)
             self._conntrack = ConntrackLookup()
@@ -279,7 +288,9 @@ class FlowReader:
                 self.lost.saw(packet.seq)
                 now = self._clock()
                 packet = self.with_conntrack(packet, now)
-                self.ring.append(to_event(packet, self.node, self.directory, now))
+                event = to_event(packet, self.node, self.directory, now)
+                self.ring.append(event)
+                self.verdicts[event.verdict] += 1
         except nflog.NflogError:
             self.lost.undecodable += 1
         self._arrived.set()  # wake the followers
@@ -296,6 +307,27 @@ class FlowReader:
             return packet
         original, reply = self._conntrack.find(packet.flow, verdict.reply, now)
         return replace(packet, original=original, reply=reply)
+
+    def enforce_rate(self) -> bool:
+        """Give the kernel's table this node's rate if it has another (blocking: after each
+        datapath commit, which may have created the table anew with the default); True if
+        it was changed. A refusal is raised as OSError: the datapath itself is unaffected."""
+        if self.nft is None:
+            return False
+        limits = self.nft.list_json("limit", "inet", "herald", rules.LIMIT)
+        limit = next((v for i in limits if isinstance(v := i.get("limit"), dict)), None)
+        if limit is None:
+            return False  # no table yet: the first commit renders it
+        chain = self.nft.list_json("chain", "inet", "herald", rules.chain_of(rules.FORWARDED))
+        current = rules.applied_rate(limit, any("rule" in item for item in chain))
+        if current == self.rate or (current is not None and not (current.on or self.rate.on)):
+            return False
+        error = self.nft.transaction(rules.rate_script(self.rate))
+        if error is not None:
+            raise OSError(f"setting the flow-event rate {self.rate.limit}: {error}")
+        log.info("event=flow_rate_set node=%s rate=%d burst=%d", self.node,
+                 self.rate.per_second, self.rate.burst)  # fmt: skip
+        return True
 
     def rate_limited(self) -> int:
         """Events the datapath's limit withheld (the `observe-lost` counter)."""
@@ -317,6 +349,7 @@ class FlowReader:
             "node": self.node,
             "error": self.error,
             "lost": self.lost.to_json(),
+            "events": dict(sorted(self.verdicts.items())),
             "ring": {
                 "capacity": self.ring.capacity,
                 "size": len(self.ring),

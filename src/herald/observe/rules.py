@@ -19,6 +19,11 @@ what the datapath does (an `accept` in one base chain does not skip another).
 Every log goes through one named limit: packets beyond it are counted in `observe-lost`
 and not logged, so a flood costs the kernel a counter increment and the agent nothing.
 The verdict, reason and direction travel in the log prefix.
+
+The table is rendered with the default rate. An agent given another (`--flow-rate`,
+`--flow-burst`) sets it after each datapath commit with `rate_script`: the kernel cannot
+change a named limit in place, so one transaction empties the verdict chains, replaces the
+limit and fills them again; with rate 0 they stay empty and nothing is logged.
 """
 
 from __future__ import annotations
@@ -35,6 +40,35 @@ BURST = 200
 LIMIT = "observe-rate"
 LOST_COUNTER = "observe-lost"
 PREFIX = "herald"
+TABLE = "inet herald"
+
+
+@dataclass(frozen=True)
+class FlowRate:
+    """A node's budget of flow events: `per_second` (0: flow events off) and `burst`."""
+
+    per_second: int = RATE_PER_SECOND
+    burst: int = BURST
+
+    def __post_init__(self) -> None:
+        if self.per_second < 0 or self.burst < 1:
+            raise ValueError(f"flow rate must be >= 0/s with a burst >= 1, got {self}")
+
+    @property
+    def on(self) -> bool:
+        return self.per_second > 0
+
+    @property
+    def limit(self) -> str:
+        return f"rate over {self.per_second}/second burst {self.burst} packets"
+
+    @classmethod
+    def parse(cls, rate: str, burst: int = BURST) -> FlowRate:
+        """`N`, `N/s` or `N/second`."""
+        number, _, unit = rate.strip().partition("/")
+        if unit not in ("", "s", "second") or not number.isdigit():
+            raise ValueError(f"flow rate {rate!r}: give N, N/s or N/second")
+        return cls(int(number), burst)
 
 
 @dataclass(frozen=True)
@@ -88,22 +122,12 @@ def objects(
     """The limit, the counter, one chain per verdict and the base chains; `families` are
     (payload header, suffix) pairs as render.FAMILIES names them."""
     found = [
-        ObserveObject(
-            "SET", "limit", LIMIT, (f"rate over {RATE_PER_SECOND}/second burst {BURST} packets",)
-        ),
+        ObserveObject("SET", "limit", LIMIT, (FlowRate().limit,)),
         ObserveObject("SET", "counter", LOST_COUNTER, ()),
     ]
     for verdict in VERDICTS:
         found.append(
-            ObserveObject(
-                "LOOKUP_CHAIN",
-                "chain",
-                chain_of(verdict),
-                (
-                    f'limit name "{LIMIT}" counter name "{LOST_COUNTER}" return',
-                    log_statement(verdict),
-                ),
-            )
+            ObserveObject("LOOKUP_CHAIN", "chain", chain_of(verdict), verdict_rules(verdict))
         )
     watched = []
     for header, s in families:
@@ -131,6 +155,35 @@ def objects(
             )
         )
     return tuple(found)
+
+
+def verdict_rules(verdict: Verdict) -> tuple[str, str]:
+    """A verdict chain's rules: beyond the limit, count and return; else log."""
+    return (f'limit name "{LIMIT}" counter name "{LOST_COUNTER}" return', log_statement(verdict))
+
+
+def rate_script(rate: FlowRate) -> str:
+    """One nft transaction giving the table `rate` (see the module's docstring)."""
+    lines = [f"flush chain {TABLE} {chain_of(v)}" for v in VERDICTS]
+    if rate.on:
+        lines += [f"delete limit {TABLE} {LIMIT}", f"add limit {TABLE} {LIMIT} {{ {rate.limit} }}"]
+        lines += [
+            f"add rule {TABLE} {chain_of(v)} {rule}" for v in VERDICTS for rule in verdict_rules(v)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def applied_rate(limit: dict[str, object] | None, logging: bool) -> FlowRate | None:
+    """The rate the kernel's table has, from the limit object as `nft -j` lists it and
+    whether the verdict chains hold their rules; None when it is none herald sets."""
+    if not logging:
+        return FlowRate(0, BURST)
+    if limit is None or limit.get("per") != "second" or limit.get("unit", "packets") != "packets":
+        return None
+    rate, burst = limit.get("rate"), limit.get("burst", 5)
+    if not isinstance(rate, int) or not isinstance(burst, int) or not limit.get("inv"):
+        return None
+    return FlowRate(rate, max(burst, 1))
 
 
 def chain_of(verdict: Verdict) -> str:

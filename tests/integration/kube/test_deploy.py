@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from herald.metrics.server import parse_address
+
 from .apiserver import CRDS, REPO
 
 
@@ -72,3 +74,22 @@ def test_no_role_has_a_wildcard_and_secrets_are_granted_in_herald_system_only() 
             if "secrets" in rule["resources"]:
                 assert role["kind"] == "Role"
                 assert role["metadata"]["namespace"] == "herald-system"
+
+
+def test_agents_and_controllers_serve_metrics_for_prometheus() -> None:
+    objects = built()
+    for workload, port in (("herald-agent", 9962), ("herald-controller", 9963)):
+        kind = "DaemonSet" if workload == "herald-agent" else "Deployment"
+        template = one(objects, kind, workload)["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert parse_address(env["HERALD_METRICS_ADDRESS"])[1] == port
+        assert {"name": "metrics", "containerPort": port, "protocol": "TCP"}.items() <= {
+            k: v for k, v in container["ports"][0].items() if k != "hostPort"
+        }.items()
+        annotations = template["metadata"]["annotations"]
+        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)}
+        service = one(objects, "Service", f"{workload}-metrics")
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["selector"] == {"app.kubernetes.io/name": workload}
+        assert service["spec"]["ports"][0]["targetPort"] == "metrics"

@@ -30,6 +30,14 @@ class FakeAnnouncer:
         self.announced: tuple[Announcement, ...] = ()
         self.closed = False
         self.links = links
+        self.ownership_changes = 0
+        self.view: dict[Any, Any] = {}
+
+    def owned(self) -> dict[str, frozenset[Any]]:
+        return {}
+
+    def live(self) -> frozenset[str]:
+        return frozenset()
 
     async def open(self, config: Any, peers: Any, bind: Any) -> None:
         FakeAnnouncer.opened.append(self)
@@ -77,6 +85,29 @@ def test_an_ended_heartbeat_process_is_said_and_started_again_with_back_off() ->
         assert FakeAnnouncer.opened[-1] is second
         await asyncio.sleep(0.2)
         assert FakeAnnouncer.opened[-1] is not second
+        announcements.close()
+
+    asyncio.run(scenario())
+
+
+def test_ownership_changes_count_on_across_a_restart_of_the_announcer() -> None:
+    plan = plan_node(snapshot(VIP1), NODE).l2
+    served = {ipaddress.ip_address(VIP1)}
+    announcements = L2Announcements(NODE, L2Config(KEY), links=dict)
+
+    async def scenario() -> None:
+        await announcements.apply(plan, served)
+        first = FakeAnnouncer.opened[-1]
+        first.ownership_changes = 3
+        status = announcements.status()
+        assert status is not None and status.ownership_changes == 3
+        first.on_failed(EOFError("heartbeat process gone"))
+        await asyncio.sleep(0.2)
+        second = FakeAnnouncer.opened[-1]
+        assert second is not first
+        second.ownership_changes = 2
+        status = announcements.status()
+        assert status is not None and status.ownership_changes == 5
         announcements.close()
 
     asyncio.run(scenario())

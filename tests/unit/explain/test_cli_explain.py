@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -14,6 +15,8 @@ from herald.agent.status import AgentStatus, serve_status, socket_path
 from herald.cli.main import cli
 from herald.controller.run import run_controller
 from herald.metrics.controller import ControllerMetrics
+from herald.observe.event import FlowEvent
+from herald.observe.reader import FlowReader
 from herald.sources.files import FileSource
 
 POOL = """apiVersion: herald.io/v1alpha1
@@ -48,11 +51,14 @@ def _decide(manifests: Path, metrics: ControllerMetrics) -> None:
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
 
 
-def _explain(manifests: Path, status_dir: Path, *args: str) -> Result:
+def _explain(
+    manifests: Path, status_dir: Path, *args: str, flows: FlowReader | None = None
+) -> Result:
     agent = AgentStatus(node="n1", services=("default/web",))
 
     async def scenario() -> Result:
-        server = await serve_status(socket_path(status_dir, "n1"), lambda _: agent)
+        observe = flows.stream if flows is not None else None
+        server = await serve_status(socket_path(status_dir, "n1"), lambda _: agent, observe)
         try:
             argv = ["explain", "svc", *args, "--manifests", str(manifests)]
             argv += ["--status-dir", str(status_dir)]
@@ -100,3 +106,35 @@ def test_explain_from_the_controllers_decision_and_the_agents_status(tmp_path: P
     result = _explain(manifests, status_dir, "default/missing")
     assert result.exit_code == 1
     assert "Service default/missing not found in the manifests" in result.output
+
+
+def test_explain_shows_the_last_dropped_flows_to_the_services_address(tmp_path: Path) -> None:
+    manifests, status_dir = tmp_path / "m", tmp_path / "agents"
+    manifests.mkdir()
+    for name, text in (("pool", POOL), ("web", WEB), ("nopool", NOPOOL)):
+        (manifests / f"{name}.yaml").write_text(text)
+    _decide(manifests, ControllerMetrics())
+    flows = FlowReader("n1")
+    drop = FlowEvent(time=1764795000.0, node="n1", direction="request", protocol="TCP",
+                     client="198.51.100.10", client_port=40000, vip="203.0.113.0", vip_port=80,
+                     verdict="DROPPED", reason="no-usable-backend", service="default/web",
+                     tcp_flags=("SYN",))  # fmt: skip
+    for i in range(8):
+        flows.ring.append(replace(drop, time=drop.time + i, client_port=40000 + i))
+    forwarded = replace(drop, verdict="FORWARDED", reason="to-node", time=drop.time + 20)
+    flows.ring.append(forwarded)
+    flows.ring.append(replace(drop, vip="203.0.113.9", time=drop.time + 30))  # another VIP
+
+    result = _explain(manifests, status_dir, "web", "--dropped", "3", "-o", "json", flows=flows)
+    assert result.exit_code == 0, result.output
+    dropped = json.loads(result.stdout)["dropped"]
+    assert [d["client_port"] for d in dropped] == [40005, 40006, 40007]
+    assert {(d["vip"], d["verdict"]) for d in dropped} == {("203.0.113.0", "DROPPED")}
+
+    table = _explain(manifests, status_dir, "web", flows=flows)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    start = lines.index("Last dropped flows (5):")
+    assert all("DROPPED no-usable-backend" in line for line in lines[start + 1 : start + 6])
+    # Without flow events on the node the rest is explained all the same.
+    assert "dropped" not in _explain(manifests, status_dir, "web").stdout.lower()

@@ -14,9 +14,9 @@ import pytest
 
 from herald.dataplane.model import IPAddress
 from herald.l2 import announcer as announcer_module
-from herald.l2.announcer import Announcer
+from herald.l2.announcer import Announcer, changed_owners
 from herald.l2.heartbeat import ClaimsChanged, Config, PeerChanged, PeerState, View
-from herald.l2.owners import weight
+from herald.l2.owners import Owner, weight
 from herald.l2.ownership import Damping
 from herald.l2.policy import Announcement, Candidate
 
@@ -162,6 +162,37 @@ def test_a_flapping_node_stops_answering_before_it_goes_quiet(
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         assert log == [("answer", "eth0", frozenset()), ("quiet", True), ("claim", frozenset())]
+        announcer.close()
+
+    asyncio.run(run())
+
+
+def test_changed_owners_counts_vips_that_went_to_another_node() -> None:
+    a, b = VIPS[0], VIPS[1]
+    before = {a: Owner("n1", since=1.0), b: Owner("n2")}
+    assert changed_owners({}, before) == 0  # first sight: no change
+    assert changed_owners(before, {a: Owner("n1", since=5.0), b: Owner("n2")}) == 0
+    assert changed_owners(before, {a: Owner("n3"), b: Owner("n1"), VIPS[2]: Owner("n1")}) == 2
+
+
+def test_ownership_changes_are_counted_as_decided(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def run() -> None:
+        log: Log = []
+        announcer, liveness = await opened(monkeypatch, log)
+        assert announcer.ownership_changes == 0  # first sight of every VIP: no change
+        before = dict(announcer.view)
+        assert "n2" in {o.node for o in before.values()}
+        # n2 dies: each VIP it owned changes hands once.
+        liveness.current = View(frozenset({"n1", "n3"}), frozenset({"n3"}), 2, {}, True)
+        liveness.on_event(PeerChanged("n2", PeerState.ALIVE, PeerState.DEAD, 0.0))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        after = announcer.view
+        assert all(o.node != "n2" for o in after.values())
+        # n2's VIPs, and any the load cap rebalanced between n1 and n3 at the same time.
+        moved = sum(1 for vip, o in after.items() if before[vip].node != o.node)
+        assert moved >= sum(1 for o in before.values() if o.node == "n2") > 0
+        assert announcer.ownership_changes == moved
         announcer.close()
 
     asyncio.run(run())

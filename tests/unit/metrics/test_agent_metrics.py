@@ -16,7 +16,7 @@ from herald.agent.status import (
     L2Status,
     SessionStatus,
 )
-from herald.metrics.agent import AgentMetrics, OwnershipChanges
+from herald.metrics.agent import AgentMetrics
 
 UP = SessionStatus(
     name="default/tor",
@@ -30,6 +30,8 @@ UP = SessionStatus(
     bfd="up",
     unsent=2,
     unsent_families=("ipv6-unicast",),
+    updates_sent=9,
+    updates_received=4,
 )
 DOWN = SessionStatus(
     name="default/tor2",
@@ -69,7 +71,8 @@ STATUS = AgentStatus(
         owners=(
             L2Owner(vip="192.0.2.200", owner="w1", answering=True, since=10.0),
             L2Owner(vip="192.0.2.201", owner="w2", answering=False, since=11.0),
-        )
+        ),
+        ownership_changes=5,
     ),
     problems=("plan: something",),
     # Two frontends of one Service (two ports): its counters and backends count once.
@@ -80,13 +83,21 @@ STATUS = AgentStatus(
 )
 
 
-def _scrape(status: AgentStatus, applies: tuple[tuple[float, bool], ...] = ()) -> dict[str, dict]:
+def _scrape(
+    status: AgentStatus,
+    applies: tuple[tuple[float, bool], ...] = (),
+    flows: dict[str, object] | None = None,
+) -> dict[str, dict]:
     """name -> {frozenset(labels): value} of what the registry exposes, parsed back."""
 
     async def read() -> AgentStatus:
         return status
 
-    metrics = AgentMetrics(status.node, read)
+    async def header() -> dict[str, object]:
+        assert flows is not None
+        return flows
+
+    metrics = AgentMetrics(status.node, read, header if flows is not None else None)
     for seconds, failed in applies:
         metrics.datapath_applied(seconds, failed)
     text = asyncio.run(metrics.exposition()).decode()
@@ -147,7 +158,7 @@ def test_l2_vips_owned_problems_and_last_apply() -> None:
     found = _scrape(STATUS)
     node = _labels(node="w1")
     assert found["herald_l2_vips_owned"] == {node: 1}
-    assert found["herald_l2_ownership_changes_total"] == {node: 0}
+    assert found["herald_l2_ownership_changes_total"] == {node: 5}
     assert found["herald_agent_problems"] == {node: 1}
     assert found["herald_agent_last_apply_timestamp_seconds"] == {node: 1700000000.0}
 
@@ -163,22 +174,40 @@ def test_datapath_apply_histogram_and_failures() -> None:
     assert found["herald_datapath_apply_failures_total"] == {node: 1}
 
 
-def test_ownership_changes_are_counted_between_readings() -> None:
-    changes = OwnershipChanges()
-    first = L2Status(owners=(L2Owner(vip="192.0.2.200", owner="w1", since=10.0),))
-    assert changes.observe(first) == 0  # first sight: no change
-    assert changes.observe(first) == 0
-    moved = L2Status(owners=(L2Owner(vip="192.0.2.200", owner="w2", since=12.0),))
-    assert changes.observe(moved) == 1
-    # Back to w1 (a new `since`), then a VIP that appears: one more change, not two.
-    back = L2Status(
-        owners=(
-            L2Owner(vip="192.0.2.200", owner="w1", since=14.0),
-            L2Owner(vip="192.0.2.201", owner="w1", since=14.0),
-        )
-    )
-    assert changes.observe(back) == 2
-    assert changes.observe(None) == 2  # the announcer stopped: nothing changed hands
+def test_update_messages_sent_and_received_per_session() -> None:
+    found = _scrape(STATUS)
+    assert found["herald_bgp_updates_total"] == {SESSION_UP: 9, SESSION_DOWN: 0}
+    assert found["herald_bgp_updates_received_total"] == {SESSION_UP: 4, SESSION_DOWN: 0}
+
+
+def test_ownership_changes_come_from_the_status_and_vanish_without_an_announcer() -> None:
+    found = _scrape(STATUS.model_copy(update={"l2": None}))
+    assert "herald_l2_ownership_changes_total" not in found
+    assert found["herald_l2_vips_owned"] == {_labels(node="w1"): 0}
+
+
+HEADER = {
+    "node": "w1",
+    "error": None,
+    "events": {"DROPPED": 3, "FORWARDED": 40},
+    "lost": {"rate_limited": 7, "undelivered": 2, "overruns": 1, "undecodable": 0},
+    "ring": {"capacity": 4096, "size": 43, "total": 43},
+}
+
+
+def test_flow_events_by_verdict_and_lost_events_by_cause() -> None:
+    found = _scrape(STATUS, flows=HEADER)
+    assert found["herald_flow_events_total"] == {
+        _labels(node="w1", verdict="DROPPED"): 3,
+        _labels(node="w1", verdict="FORWARDED"): 40,
+    }
+    # Overruns are ENOBUFS reports, not events: their events are among `undelivered`.
+    assert found["herald_flow_events_lost_total"] == {
+        _labels(node="w1", cause="rate_limited"): 7,
+        _labels(node="w1", cause="undelivered"): 2,
+        _labels(node="w1", cause="undecodable"): 0,
+    }
+    assert "herald_flow_events_total" not in _scrape(STATUS)  # no flow reader: no series
 
 
 def test_an_agent_with_nothing_applied_yet_exposes_zeros() -> None:

@@ -43,6 +43,17 @@ def test_captured_datagrams_fill_the_ring() -> None:
     assert verdicts.count("DROPPED") == 4 and verdicts.count("FORWARDED") == 20
 
 
+def test_events_are_counted_by_verdict_beyond_what_the_ring_keeps() -> None:
+    flows = FlowReader("n1", capacity=4, clock=lambda: 0.0)
+    flows.directory = Directory.of([WEB, EMPTY])
+    for datagram in datagrams():
+        flows.take(datagram)
+    header = asyncio.run(flows.header())
+    # The metrics read these (herald_flow_events_total): every event, not the ring's 4.
+    assert header["events"] == {"DROPPED": 4, "FORWARDED": 20}
+    assert len(flows.ring) == 4
+
+
 def test_a_datagram_the_socket_lost_is_counted_from_the_sequence_gap() -> None:
     flows = reader()
     captured = datagrams()
