@@ -23,6 +23,14 @@ mode_option = click.option(
     help="bgp: clients on their own LAN behind a BGP router, one route per node; l2: "
     "clients, router and Service IPs on the node segment, one node answers ARP per IP.",
 )
+lab_source_option = click.option(
+    "--source",
+    type=click.Choice(["files", "kube"]),
+    default="files",
+    show_default=True,
+    help="files: herald reads the manifests directory; kube: a Kubernetes API on "
+    "k8s-master1 (the test double herald.lab.kubeapi), used with the real kubectl.",
+)
 
 
 @click.group()
@@ -44,20 +52,29 @@ def lab() -> None:
     "--router, --nodes and --mode.",
 )
 @manifests_option
-def up(router: str, nodes: int, mode: str, topology_file: Path | None, manifests: Path) -> None:
+@lab_source_option
+def up(
+    router: str, nodes: int, mode: str, topology_file: Path | None, manifests: Path, source: str
+) -> None:
     """Build the lab: router, clients, k8s-master1 and k8s-worker1..N with pods, controller
-    and agents. Apply manifests by copying them into the manifests directory."""
+    and agents. Apply manifests by copying them into the manifests directory, or with
+    --source kube by `kubectl apply` on k8s-master1."""
     try:
         described = load_topology(topology_file) if topology_file else None
-        topology = cluster.up(router, nodes, manifests, mode, described)  # type: ignore[arg-type]
+        topology = cluster.up(router, nodes, manifests, mode, described, source)  # type: ignore[arg-type]
     except (LabError, OSError) as err:
         click.echo(f"lab up failed (everything it made was removed): {err}", err=True)
         sys.exit(1)
     router_text = "no BGP" if topology.mode == "l2" else topology.router
+    where = (
+        f"Kubernetes API on k8s-master1 ({cluster.API_LISTEN}, a test double): "
+        f"KUBECONFIG={cluster.KUBECONFIG} herald lab exec k8s-master1 -- kubectl get svc"
+        if source == "kube"
+        else f"manifests in {manifests}"
+    )
     click.echo(
         f"lab up ({topology.mode}): router ({router_text}) 192.0.2.1, "
-        f"{len(topology.nodes)} nodes, clients {', '.join(topology.clients.values())}; "
-        f"manifests in {manifests}"
+        f"{len(topology.nodes)} nodes, clients {', '.join(topology.clients.values())}; {where}"
     )
 
 
@@ -82,10 +99,17 @@ def exec_(host: str, argv: tuple[str, ...]) -> None:
 
 @lab.command(hidden=True)
 @manifests_option
-def kubelet(manifests: Path) -> None:
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read Deployments and Services from, and write Nodes and EndpointSlices to, this "
+    "Kubernetes API instead of the manifests directory.",
+)
+def kubelet(manifests: Path, kubeconfig: Path | None) -> None:
     """The lab's pod and EndpointSlice manager (started by `lab up`)."""
     from herald.lab.kubelet import run_kubelet
 
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_kubelet(manifests))
+        asyncio.run(run_kubelet(manifests, kubeconfig))

@@ -51,6 +51,14 @@ LOGS = LAB_DIR / "logs"
 # The agents' L2 heartbeat key: new and random for every lab, readable by its owner only.
 L2_KEY = LAB_DIR / "l2.key"
 GENERATED = "_lab"  # the lab's own manifests (Nodes, EndpointSlices) inside the directory
+# --source kube: the Kubernetes API test double (herald.lab.kubeapi) runs on k8s-master1, as
+# a real API server would; the admin's kubeconfig (kubectl, the lab kubelet) and one per
+# service account of deploy/rbac.yaml (controller, agents), enforced by the server.
+KUBE_DIR = LAB_DIR / "kube"
+KUBECONFIG = KUBE_DIR / "admin.kubeconfig"
+API_LISTEN = "192.0.2.10:6443"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+API_START_TIMEOUT = 20.0
 
 
 def lab() -> Lab:
@@ -68,13 +76,16 @@ def up(
     manifests: Path = DEFAULT_MANIFESTS,
     mode: Mode = "bgp",
     topology: Topology | None = None,
+    source: str = "files",
 ) -> Topology:
-    """Builds the lab: `topology` if given (--topology FILE), else the seed's."""
+    """Builds the lab: `topology` if given (--topology FILE), else the seed's; herald reads
+    the manifests directory, or (`source` "kube") a Kubernetes API on k8s-master1."""
     down()
     topology = topology or seed_topology(router, workers, mode)
     network = lab()
     state: dict[str, Any] = {
         "topology": topology.to_json(),
+        "source": source,
         "manifests": str(manifests),
         "pids": [],
         "dirs": [],
@@ -86,6 +97,9 @@ def up(
         if topology.mode == "bgp":
             _start_router(network, topology, state)
         _record(network, state)
+        if source == "kube":
+            _start_api(network, topology)
+            _record(network, state)
         _start_herald(network, topology, manifests, state)
         _record(network, state)
     except Exception:
@@ -231,18 +245,66 @@ AGENT_METRICS = "127.0.0.1:9962"
 CONTROLLER_METRICS = "127.0.0.1:9963"
 
 
+def _start_api(network: Lab, topology: Topology) -> None:
+    """The API server on k8s-master1, then what `kubectl apply -k deploy/` would create
+    but the workloads (the lab runs herald itself): namespace, CRDs, RBAC."""
+    master = topology.nodes[0].name
+    accounts = [
+        f"herald-system/herald-{who}={KUBE_DIR / f'{who}.kubeconfig'}"
+        for who in ("controller", "agent")
+    ]
+    process = network.spawn(
+        master,
+        [sys.executable, "-m", "herald.lab.kubeapi", "--listen", API_LISTEN, "--authorize",
+         *(a for account in accounts for a in ("--service-account", account)),
+         "--kubeconfig", str(KUBECONFIG)],
+        log=LOGS / "kubeapi.log",
+    )  # fmt: skip
+    wait_for(
+        lambda: KUBECONFIG.exists() or process.poll() is not None,
+        API_START_TIMEOUT,
+        "the Kubernetes API test double to listen",
+        interval=0.1,
+    )
+    if process.poll() is not None:
+        raise LabError(f"the Kubernetes API test double exited; see {LOGS / 'kubeapi.log'}")
+    for manifest in (DEPLOY / "namespace.yaml", DEPLOY / "crds", DEPLOY / "rbac.yaml"):
+        run(kubectl_argv("apply", "-f", str(manifest)), check=True)
+
+
+def kubectl_argv(*args: str) -> list[str]:
+    """The real kubectl, as the lab's admin on k8s-master1 (where the API server is)."""
+    return ["ip", "netns", "exec", PREFIX + "k8s-master1", "kubectl", "--kubeconfig",
+            str(KUBECONFIG), *args]  # fmt: skip
+
+
+def _source_args(state: dict[str, Any], who: str) -> list[str]:
+    """How component `who` (controller, agent) reads cluster state in this lab."""
+    if state.get("source") == "kube":
+        return ["--source", "kube", "--kubeconfig", str(KUBE_DIR / f"{who}.kubeconfig")]
+    return ["--manifests", state["manifests"]]
+
+
 def _start_herald(network: Lab, topology: Topology, manifests: Path, state: dict[str, Any]) -> None:
     common = ["--manifests", str(manifests)]
     create_key_file(L2_KEY)
     master = topology.nodes[0].name
     network.spawn(
         master,
-        herald_argv("controller", *common, "--metrics-address", CONTROLLER_METRICS),
+        herald_argv(
+            "controller", *_source_args(state, "controller"),
+            "--metrics-address", CONTROLLER_METRICS,
+        ),
         log=LOGS / "controller.log",
-    )
+    )  # fmt: skip
     for node in topology.nodes:
         _spawn_agent(network, node.name, manifests, state)
     kubelet = herald_argv("lab", "kubelet", *common)
+    if state.get("source") == "kube":
+        # It makes pod namespaces, so it keeps the root namespace's mounts (no `ip netns
+        # exec`), but it reaches the API server on k8s-master1 from that host's network.
+        net = f"--net=/run/netns/{PREFIX}{master}"
+        kubelet = ["nsenter", net, *kubelet, "--kubeconfig", str(KUBECONFIG)]
     # The lab's kubelet makes pod namespaces, so it runs in the root namespace.
     log = (LOGS / "kubelet.log").open("ab")
     process = subprocess.Popen(
@@ -263,8 +325,7 @@ def _spawn_agent(network: Lab, node: str, manifests: Path, state: dict[str, Any]
             "agent",
             "--node",
             node,
-            "--manifests",
-            str(manifests),
+            *_source_args(state, "agent"),
             "--status-dir",
             str(DEFAULT_STATUS_DIR),
             "--metrics-address",

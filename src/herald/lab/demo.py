@@ -21,21 +21,23 @@ from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.netns import run
 from herald.lab.topology import RouterKind
+from herald.ui.launch import ui_line
 
 Echo = Callable[[str], None]
 REQUESTS = 60
 
 
-def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
-    """Runs the walkthrough; returns its duration in seconds."""
+def run_demo(examples: Path, router: RouterKind, echo: Echo, source: str = "files") -> float:
+    """Runs the walkthrough; returns its duration in seconds. With `source` "kube" herald
+    reads a Kubernetes API (the lab's test double) and the demo uses the real kubectl."""
     start = time.monotonic()
-    step(echo, f"herald lab up --router {router}")
-    topology = cluster.up(router, 5, DEFAULT_MANIFESTS)
+    step(echo, f"herald lab up --router {router}" + _source_flag(source))
+    topology = cluster.up(router, 5, DEFAULT_MANIFESTS, source=source)
     echo(f"{len(topology.nodes)} nodes, router 192.0.2.1 ({router}), clients 198.51.100.10-11")
 
-    apply_examples(examples, echo)
+    apply_examples(examples, echo, source)
     vip = cluster.wait_until(
-        lambda: external_ip("default/web1-lb"), 30, "an EXTERNAL-IP for web1-lb"
+        lambda: external_ip("default/web1-lb", source), 30, "an EXTERNAL-IP for web1-lb"
     )
     hops = cluster.wait_until(
         lambda: _next_hops(vip) if len(_next_hops(vip)) == len(topology.nodes) else None,
@@ -44,8 +46,7 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
     )
     applied = time.monotonic()
 
-    step(echo, "herald get svc")
-    echo(run(cluster.herald_argv("get", "svc")).stdout.rstrip())
+    show_services(echo, source)
     if router == "frr":
         step(echo, "router: vtysh -c 'show bgp ipv4 summary'")
         summary = cluster.run_in(
@@ -83,16 +84,19 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
     step(echo, "herald observe --last 10   (the last request, packet by packet, all nodes)")
     echo(run(cluster.herald_argv("observe", "--last", "10"), check=False).stdout.rstrip())
 
+    step(echo, "herald ui   (the web view: service map, flows, BGP, L2, pools)")
+    echo(ui_line(cluster.herald_argv()))
+
     took = time.monotonic() - start
     step(echo, f"done in {took:.1f} s (all nodes announced the VIP at {applied - start:.1f} s)")
     echo(
         "Explore:\n"
-        "  herald get svc | herald bgp peers | herald bgp routes | herald status\n"
-        "  herald observe --follow   (flows as they pass; --node, --pod, -o json ...)\n"
+        + _explore_source(source)
+        + "  herald observe --follow   (flows as they pass; --node, --pod, -o json ...)\n"
         f"  herald lab exec client1 -- curl -s http://{vip}/\n"
         "  herald lab exec router -- vtysh -N hl-router -c 'show ip route'   (FRR)\n"
-        f"  edit {DEFAULT_MANIFESTS}/web1.yaml (replicas, externalTrafficPolicy) and watch\n"
-        "  `herald bgp routes` and the router's route follow\n"
+        + _how_to_change(source)
+        + "  `herald bgp routes` and the router's route follow\n"
         "  logs: /run/herald/lab/logs/\n"
         "Tear down:\n"
         "  herald lab down"
@@ -102,6 +106,36 @@ def run_demo(examples: Path, router: RouterKind, echo: Echo) -> float:
 
 def step(echo: Echo, title: str) -> None:
     echo(f"\n== {title}")
+
+
+def _source_flag(source: str) -> str:
+    return " --source kube" if source == "kube" else ""
+
+
+def _explore_source(source: str) -> str:
+    if source == "kube":
+        return (
+            f"  export KUBECONFIG={cluster.KUBECONFIG}   (the lab's API: a test double)\n"
+            "  herald lab exec k8s-master1 -- kubectl get svc,endpointslices,nodes,leases -A\n"
+            "  herald bgp peers | herald bgp routes | herald status\n"
+        )
+    return "  herald get svc | herald bgp peers | herald bgp routes | herald status\n"
+
+
+def _how_to_change(source: str) -> str:
+    if source == "kube":
+        return "  herald lab exec k8s-master1 -- kubectl scale deploy web1 --replicas 3 and watch\n"
+    return f"  edit {DEFAULT_MANIFESTS}/web1.yaml (replicas, externalTrafficPolicy) and watch\n"
+
+
+def show_services(echo: Echo, source: str) -> None:
+    """The Services with their EXTERNAL-IP: `kubectl get svc` on the API, else herald's."""
+    if source == "kube":
+        step(echo, "k8s-master1: kubectl get svc")
+        echo(run(cluster.kubectl_argv("get", "svc"), check=True).stdout.rstrip())
+    else:
+        step(echo, "herald get svc")
+        echo(run(cluster.herald_argv("get", "svc")).stdout.rstrip())
 
 
 def show_request(vip: str, echo: Echo) -> None:
@@ -115,7 +149,11 @@ def show_request(vip: str, echo: Echo) -> None:
     )
 
 
-def apply_examples(examples: Path, echo: Echo) -> None:
+def apply_examples(examples: Path, echo: Echo, source: str = "files") -> None:
+    if source == "kube":
+        step(echo, f"k8s-master1: kubectl apply -f {examples}/")
+        echo(run(cluster.kubectl_argv("apply", "-f", f"{examples}/"), check=True).stdout.rstrip())
+        return
     step(echo, f"apply {examples}/*.yaml")
     for manifest in sorted(examples.glob("*.yaml")):
         target = DEFAULT_MANIFESTS / manifest.name
@@ -124,8 +162,15 @@ def apply_examples(examples: Path, echo: Echo) -> None:
         echo(f"  {manifest.name}")
 
 
-def external_ip(service: str) -> str | None:
+def external_ip(service: str, source: str = "files") -> str | None:
     """The first ingress IP the controller wrote for `service` (namespace/name)."""
+    if source == "kube":
+        namespace, name = service.split("/")
+        jsonpath = "{.status.loadBalancer.ingress[0].ip}"
+        argv = cluster.kubectl_argv(
+            "get", "svc", "-n", namespace, name, "-o", f"jsonpath={jsonpath}"
+        )
+        return run(argv).stdout.strip() or None
     state = DEFAULT_MANIFESTS / ".herald" / "state.json"
     try:
         services = json.loads(state.read_text()).get("services", {})

@@ -15,28 +15,33 @@ import time
 from pathlib import Path
 
 from herald.lab import cluster
-from herald.lab.demo import Echo, apply_examples, external_ip, show_request, step
+from herald.lab.demo import Echo, apply_examples, external_ip, show_request, show_services, step
 from herald.lab.failover import fail_owner, mac_of, neighbour_mac, owner_of
 from herald.lab.netns import run
+from herald.ui.launch import ui_line
 
 SERVICE = "default/web1-l2"
+_KUBECTL_GET_SVC = (
+    f"  KUBECONFIG={cluster.KUBECONFIG} herald lab exec k8s-master1 -- kubectl get svc\n  "
+)
 
 
-def run_l2_demo(examples: Path, echo: Echo) -> float:
-    """Runs the walkthrough; returns its duration in seconds."""
+def run_l2_demo(examples: Path, echo: Echo, source: str = "files") -> float:
+    """Runs the walkthrough; returns its duration in seconds (`source` as run_demo's)."""
     start = time.monotonic()
-    step(echo, "herald lab up --mode l2")
-    topology = cluster.up(mode="l2")
+    step(echo, "herald lab up --mode l2" + (" --source kube" if source == "kube" else ""))
+    topology = cluster.up(mode="l2", source=source)
     echo(
         f"{len(topology.nodes)} nodes on 192.0.2.0/24 with the router 192.0.2.1 (no BGP) and "
         f"clients {', '.join(topology.clients.values())}"
     )
-    apply_examples(examples, echo)
-    vip = cluster.wait_until(lambda: external_ip(SERVICE), 30, f"an EXTERNAL-IP for {SERVICE}")
+    apply_examples(examples, echo, source)
+    vip = cluster.wait_until(
+        lambda: external_ip(SERVICE, source), 30, f"an EXTERNAL-IP for {SERVICE}"
+    )
     owner = owner_of(vip, timeout=30)
 
-    step(echo, "herald get svc")
-    echo(run(cluster.herald_argv("get", "svc")).stdout.rstrip())
+    show_services(echo, source)
     step(echo, "herald l2 owners")
     echo(run(cluster.herald_argv("l2", "owners")).stdout.rstrip())
     mac = mac_of(owner)
@@ -80,11 +85,15 @@ def run_l2_demo(examples: Path, echo: Echo) -> float:
     cluster.start_agent(round_.old)
     echo(f"{round_.old}'s agent started again; the VIP stays with {round_.new} (no move back)")
 
+    step(echo, "herald ui   (the web view: service map, flows, BGP, L2, pools)")
+    echo(ui_line(cluster.herald_argv()))
+
     took = time.monotonic() - start
     step(echo, f"done in {took:.1f} s")
     echo(
         "Explore:\n"
-        "  herald get svc | herald l2 owners | herald status\n"
+        + (_KUBECTL_GET_SVC if source == "kube" else "  herald get svc | ")
+        + "herald l2 owners | herald status\n"
         f"  herald lab exec client1 -- curl -s http://{vip}/\n"
         f"  herald lab exec router -- ip neigh show {vip}\n"
         "  logs: /run/herald/lab/logs/\n"
