@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from teardown import torn_down
 
 from herald.agent.status import DEFAULT_STATUS_DIR, AgentStatus, query_all
 from herald.cli.source_option import DEFAULT_MANIFESTS
@@ -39,13 +40,9 @@ INTERVAL = 0.05
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[None]:
-    try:
+    with torn_down():
         run_demo(SEED, "frr", lambda _: None)
         yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 def hops(vip: str = VIP) -> set[str]:

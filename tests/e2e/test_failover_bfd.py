@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from teardown import torn_down
 
 from herald.agent.bfd import socket_of
 from herald.agent.status import DEFAULT_STATUS_DIR, AgentStatus, query_all
@@ -46,14 +47,10 @@ INTERVAL = 0.05
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[None]:
-    try:
+    with torn_down():
         run_demo(SEED, "frr", lambda _: None)
         cluster.wait_until(lambda: cluster.router_bfd_up() == NODES, 60, "BFD up everywhere")
         yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 def hops() -> set[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,6 @@ SEED = ROOT / "examples" / "seed"
 L2_SEED = ROOT / "examples" / "l2-seed"
 VIP = "203.0.113.0"
 NODES = {"192.0.2.10", "192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.24", "192.0.2.25"}
-
-
-@pytest.fixture
-def lab_cleanup() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 def kubectl(*args: str) -> str:

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed"
 VIP = "203.0.113.0"
-
-
-@pytest.fixture
-def lab_cleanup() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 def hops(prefix: str = VIP) -> set[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from teardown import torn_down
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
@@ -44,13 +45,9 @@ TAKEN = NO_POOL.replace("name: nopool", "name: taken").replace("198.51.100.200",
 
 @pytest.fixture
 def demo() -> Iterator[None]:
-    try:
+    with torn_down():
         run_demo(SEED, "frr", lambda _: None)
         yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from teardown import torn_down
 
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
@@ -105,13 +106,9 @@ spec:
 
 @pytest.fixture
 def lab() -> Iterator[None]:
-    try:
+    with torn_down():
         cluster.up("frr", 5, DEFAULT_MANIFESTS)
         yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 def hops(prefix: str) -> set[str]:

@@ -9,7 +9,6 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed"
 VIP = "203.0.113.0"
 CLIENT_PORT = 41234
-
-
-@pytest.fixture
-def lab_cleanup() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
 
 
 def wait_connected(pid: int) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
+from teardown import torn_down
 
 from herald.lab import cluster
 from herald.lab.demo import external_ip, run_demo
@@ -40,13 +41,11 @@ HOLD = 9  # the seed's hold time; BFD (0.9 s) is faster
 
 @pytest.fixture
 def lab_cleanup() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        stop_ui()
-        state = cluster.read_state()
-        cluster.down()
-        assert cluster.leftovers(state) == []
+    with torn_down():
+        try:
+            yield
+        finally:
+            stop_ui()
 
 
 def demo_url(printed: list[str]) -> str:
