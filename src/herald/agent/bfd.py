@@ -15,6 +15,10 @@ are not told that any session went Down (nothing says the path failed), and BGP 
 The peers see BFD Down, since the packets stop, and decide for themselves (RFC 5882).
 
 The agent's own end (`close`) leaves the process running: the next agent adopts it.
+
+With `spawn=False` the agent never starts one: the process is started by someone else
+(`--resident`, in a container of its own, deploy/agent.yaml) and the agent only connects,
+retrying with the same back-off, and says so in its problems while it cannot.
 """
 
 from __future__ import annotations
@@ -68,8 +72,10 @@ class BfdProcess:
         orphan_timeout: float = DEFAULT_ORPHAN_TIMEOUT,
         ports: tuple[int, int] = (BFD_PORT, BFD_PORT),
         delay: Callable[[int], float] = default_delay,
+        spawn: bool = True,
     ) -> None:
         self.socket = socket
+        self.spawn = spawn
         self.orphan_timeout = orphan_timeout
         self.ports = ports
         self.pid: int | None = None  # of the process, once connected
@@ -194,8 +200,9 @@ class BfdProcess:
             connection = await asyncio.open_unix_connection(str(self.socket), limit=MAX_LINE)
             self.adopted = True
             return connection
-        except (FileNotFoundError, ConnectionRefusedError):
-            pass
+        except (FileNotFoundError, ConnectionRefusedError) as err:
+            if not self.spawn:
+                raise OSError(f"no BFD process listens on {self.socket}") from err
         self.adopted = False
         self.socket.parent.mkdir(parents=True, exist_ok=True)
         # The process detaches (forks again, a session of its own): it is no child of this

@@ -25,6 +25,7 @@ from pathlib import Path
 from herald.agent.bfd import BfdProcess
 from herald.agent.l2 import L2Announcements, L2Config
 from herald.agent.plan import NodePlan, PeerPlan, SpeakerKey, plan_node
+from herald.agent.stages import Stage, StageTimer, stages_text
 from herald.agent.status import AgentStatus, BackendStatus, FrontendStatus, SessionStatus
 from herald.api.snapshot import ClusterState
 from herald.bgp.export import Network, RouteAttributes
@@ -48,6 +49,7 @@ from herald.netlink.routes import NetlinkError, UnreachableRoutes
 from herald.observe.event import Directory
 from herald.observe.reader import FlowReader
 from herald.sources.base import Source
+from herald.sources.files import SnapshotTiming
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ class AgentConfig:
     # The socket of the node's BFD process (agent/bfd.py), whose sessions outlive the agent;
     # None runs BFD in each speaker's own process instead (C bit clear).
     bfd_socket: Path | None = None
+    # False: the node's BFD process is started by someone else (a container of its own);
+    # the agent only connects to it.
+    bfd_spawn: bool = True
 
 
 @dataclass
@@ -98,6 +103,10 @@ class Agent:
         self.config = config
         # Told each datapath commit's duration and whether it failed (metrics).
         self.on_datapath_applied = on_datapath_applied
+        # Told the stages of every snapshot (agent/stages.py; metrics).
+        self.on_stages: Callable[[tuple[Stage, ...]], None] | None = None
+        # When the source noticed the change of the snapshot `run` hands on (files).
+        self._source_timing: SnapshotTiming | None = None
         # Held while the datapath changes, so that a reader of its counters in a worker
         # thread (a metrics scrape) waits for a commit instead of racing it.
         self._datapath_lock = asyncio.Lock()
@@ -113,7 +122,9 @@ class Agent:
         self._node_context: NodeContext | None = None
         self._speakers: dict[SpeakerKey, Speaker] = {}
         self._l2 = L2Announcements(config.node, config.l2)
-        self._bfd = BfdProcess(config.bfd_socket) if config.bfd_socket else None
+        self._bfd = (
+            BfdProcess(config.bfd_socket, spawn=config.bfd_spawn) if config.bfd_socket else None
+        )
         self._neighbours = NeighbourWatch(config.interface) if config.interface else None
         self._applied = _Applied()
 
@@ -128,6 +139,9 @@ class Agent:
                 try:
                     async for snapshot in self.source.snapshots():
                         failures = 0
+                        timing = getattr(self.source, "timing", None)
+                        if isinstance(timing, SnapshotTiming):
+                            self._source_timing = timing
                         await self._apply_guarded(snapshot)
                     return  # the source has ended
                 except Exception as err:
@@ -192,16 +206,25 @@ class Agent:
         if self.flows is not None:
             self.flows.close()
 
-    async def apply_snapshot(self, snapshot: ClusterState) -> None:
+    async def apply_snapshot(
+        self, snapshot: ClusterState, timing: SnapshotTiming | None = None
+    ) -> None:
         start = time.perf_counter()
+        timing, self._source_timing = timing or self._source_timing, None
+        # From the change the source noticed when it says (files), else from now.
+        timer = StageTimer(time.perf_counter, timing.noticed if timing else start)
+        if timing is not None:
+            timer.mark("source")
         for problem in set(snapshot.problems) - set(self._applied.source_problems):
             log.error("event=source_problem node=%s problem=%r", self.config.node, problem)
         self._applied.source_problems = snapshot.problems
         plan = plan_node(snapshot, self.config.node, self.config.default_forwarding)
+        timer.mark("plan")
         previous = self._applied.plan
         if plan == previous and not self._applied.retry:
             # A change elsewhere (another node's pods, a status echo): nothing to do. The
             # plan's own problems come back with the same plan; only a failed step is retried.
+            self._stages_done(timer, applied=False)
             return
         errors = [f"plan: {problem}" for problem in plan.problems]
         await self._withdraw_dropped(previous, plan)
@@ -213,14 +236,22 @@ class Agent:
             still = _served(plan.services, self.config.node)
             errors += await self._l2.apply(plan.l2, self._applied.served & still)
         errors += await self._apply_datapath(snapshot, plan)
+        timer.mark("datapath")
         # What the kernel now holds, service by service: a service whose rules were
         # refused keeps its previous ones, and only VIPs whose held rules forward somewhere
         # are announced (BGP) or answered for (L2).
         committed = self._datapath.committed.values() if self._datapath else ()
         self._applied.served = _served(committed, self.config.node)
         errors += await self._guard_aggregates(plan)
+        timer.mark("routes")
         errors += await self._apply_peers(plan, self._applied.served)
+        if self._speakers:
+            # The speakers' writers were woken by the new routes and run before this task
+            # resumes: the UPDATEs are on the sockets when the stage ends.
+            await asyncio.sleep(0)
+        timer.mark("bgp")
         errors += await self._l2.apply(plan.l2, self._applied.served)
+        timer.mark("l2")
         elapsed = (time.perf_counter() - start) * 1000
         self._applied.plan = plan
         self._applied.applied_at = time.time()
@@ -239,6 +270,22 @@ class Agent:
             len(plan.l2.announcements) if plan.l2 else 0,
             elapsed,
         )
+        self._stages_done(timer, applied=True, noticed=timing.noticed_wall if timing else None)
+
+    def _stages_done(self, timer: StageTimer, applied: bool, noticed: float | None = None) -> None:
+        """One line per snapshot with where its time went (info when it changed anything;
+        `noticed` is the Unix time of the change, to follow it across processes)."""
+        log.log(
+            logging.INFO if applied else logging.DEBUG,
+            "event=%s node=%s noticed=%.6f stages=%s total_ms=%.1f",
+            "applied" if applied else "unchanged",
+            self.config.node,
+            noticed or 0.0,
+            stages_text(timer.stages),
+            timer.total * 1000,
+        )
+        if self.on_stages is not None:
+            self.on_stages(timer.stages)
 
     # -- the three steps -------------------------------------------------------------------
 
@@ -283,6 +330,12 @@ class Agent:
                 self.on_datapath_applied(time.perf_counter() - start, failed)
         if self.flows is not None:
             self.flows.directory = Directory.of(plan.services)
+            # After every commit: a table created anew has the default rate.
+            try:
+                async with self._datapath_lock:
+                    await asyncio.to_thread(self.flows.enforce_rate)
+            except OSError as err:
+                return [f"flow events: {err}"]
         return []
 
     async def _guard_aggregates(self, plan: NodePlan) -> list[str]:
@@ -382,6 +435,8 @@ class Agent:
                         families=status.families,
                         unsent=status.unsent_prefixes,
                         unsent_families=status.unsent_families,
+                        updates_sent=status.updates_out,
+                        updates_received=status.updates_in,
                         routes=tuple(
                             sorted(
                                 str(prefix.network)

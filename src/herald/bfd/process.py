@@ -18,6 +18,12 @@ agent never came back must not stay in the routers' ECMP for ever.
 SOCKET.lock, held (flock) for the life of the process and holding its pid, makes sure there
 is one process per socket: a second one started by a racing agent exits at once, and the
 agents connect to the first.
+
+`--resident` is for a process started by something else than the agent, which restarts it
+when it ends (a container of its own in the agent's Pod, deploy/agent.yaml: a container
+restart ends every process in it, so the agent's container cannot hold one that outlives
+it): told to stop, or orphaned, it ends its sessions (AdminDown) but keeps running for the
+next agent; only SIGTERM ends it.
 """
 
 from __future__ import annotations
@@ -78,9 +84,15 @@ def running_pid(socket: Path) -> int | None:
 class Server:
     """The sessions and the agent's connection; `done` is set when the process should end."""
 
-    def __init__(self, endpoint: Endpoint, orphan_timeout: float = DEFAULT_ORPHAN_TIMEOUT) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        orphan_timeout: float = DEFAULT_ORPHAN_TIMEOUT,
+        resident: bool = False,
+    ) -> None:
         self.endpoint = endpoint
         self.orphan_timeout = orphan_timeout
+        self.resident = resident
         self.done = asyncio.Event()
         self._agent: asyncio.StreamWriter | None = None
         self._orphan: asyncio.TimerHandle | None = None
@@ -94,11 +106,21 @@ class Server:
 
     def _orphan_timeout(self) -> None:
         log.warning(
-            "event=bfd_orphaned seconds=%.0f sessions=%d action=exit",
+            "event=bfd_orphaned seconds=%.0f sessions=%d action=%s",
             self.orphan_timeout,
             len(self.endpoint.sessions()),
+            "end_sessions" if self.resident else "exit",
         )
-        self.done.set()
+        self._end()
+
+    def _end(self) -> None:
+        """No agent wants sessions: a resident process ends them and waits for the next
+        agent, another process ends."""
+        if not self.resident:
+            self.done.set()
+            return
+        for peer in list(self.endpoint.sessions()):
+            self.endpoint.remove(peer)  # AdminDown: an ending, not a failure
 
     async def serve_agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         previous, self._agent = self._agent, writer
@@ -136,7 +158,7 @@ class Server:
     def apply(self, command: Sessions | Stop) -> None:
         if isinstance(command, Stop):
             log.info("event=bfd_stop_requested")
-            self.done.set()
+            self._end()
             return
         self.orphan_timeout = command.orphan_timeout
         for peer in set(self.endpoint.sessions()) - set(command.timers):
@@ -156,14 +178,16 @@ class Server:
         agent.write(encode(Changed(peer, change)))
 
 
-async def serve(socket: Path, port: int = BFD_PORT, peer_port: int = BFD_PORT) -> int:
+async def serve(
+    socket: Path, port: int = BFD_PORT, peer_port: int = BFD_PORT, resident: bool = False
+) -> int:
     endpoint = Endpoint(port, peer_port, control_plane_independent=True)
     try:
         endpoint.start()
     except OSError as err:
         log.error("event=bfd_start_failed port=%d error=%r", port, str(err))
         return 1
-    server = Server(endpoint)
+    server = Server(endpoint, resident=resident)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, server.done.set)
     socket.unlink(missing_ok=True)  # a dead process's: the lock says none is alive
@@ -182,14 +206,18 @@ async def serve(socket: Path, port: int = BFD_PORT, peer_port: int = BFD_PORT) -
 
 
 def main(argv: list[str]) -> int:
-    """argv: [--detach] SOCKET [PORT [PEER_PORT]] (ports other than 3784 are for tests)."""
+    """argv: [--detach | --resident] SOCKET [PORT [PEER_PORT]] (ports other than 3784 are
+    for tests)."""
     # The agent decides when this process ends (or its orphan timeout): a Ctrl-C meant for
     # the agent must not end the sessions.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s bfd=1 %(message)s"
     )
-    if argv and argv[0] == "--detach":
+    resident = bool(argv) and argv[0] == "--resident"
+    if resident:
+        argv = argv[1:]
+    elif argv and argv[0] == "--detach":
         # Forks once more and leaves the starter's session: the process is nobody's child
         # but init's, and outlives the agent that started it (and that agent's group).
         argv = argv[1:]
@@ -198,18 +226,20 @@ def main(argv: list[str]) -> int:
         os.setsid()
     os.umask(0o077)  # the socket and the lock are the agent's (root's) alone, from the start
     socket = Path(argv[0])
-    ports = [int(a) for a in argv[1:3]] or [BFD_PORT, BFD_PORT]
+    port, peer_port = ([int(a) for a in argv[1:3]] + [BFD_PORT, BFD_PORT])[:2]
     socket.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(socket), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         log.info("event=bfd_process_running socket=%s action=exit", socket)
-        return 0
+        # A resident process is restarted when it ends: not at once, while another holds
+        # the socket (an agent started one before this container came up).
+        return 1 if resident else 0
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(socket, *ports))
+        return asyncio.run(serve(socket, port, peer_port, resident))
     return 0
 
 

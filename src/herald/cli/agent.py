@@ -24,6 +24,7 @@ from herald.l2.key import ENV_KEY, ENV_KEY_FILE, HeartbeatKeyError, load_key
 from herald.metrics.agent import AgentMetrics
 from herald.metrics.server import serve_metrics_if_asked
 from herald.observe.reader import FlowReader
+from herald.observe.rules import FlowRate
 
 status_dir_option = click.option(
     "--status-dir",
@@ -81,6 +82,31 @@ status_dir_option = click.option(
     "--l2-port", type=click.IntRange(1, 65535), default=L2Config.port, show_default=True,
     help="UDP port of L2 heartbeats on the node addresses.",
 )  # fmt: skip
+@click.option(
+    "--flow-rate",
+    default=f"{FlowRate().per_second}/s",
+    show_default=True,
+    envvar="HERALD_FLOW_RATE",
+    help="Flow events per second this node logs (N or N/s); beyond it they are counted as "
+    "lost. 0 turns flow events off. Env HERALD_FLOW_RATE.",
+)
+@click.option(
+    "--flow-burst",
+    type=click.IntRange(1),
+    default=FlowRate().burst,
+    show_default=True,
+    help="Flow events logged at once above the rate before the limit applies.",
+)
+@click.option(
+    "--bfd-process",
+    type=click.Choice(["spawn", "external"]),
+    default="spawn",
+    show_default=True,
+    envvar="HERALD_BFD_PROCESS",
+    help="spawn: the agent starts the node's BFD process (detached, it outlives the agent). "
+    "external: another container runs it (`python -m herald.bfd.process --resident "
+    "SOCKET`) and the agent only connects. Env HERALD_BFD_PROCESS.",
+)
 @metrics_address_option
 def agent(
     node: str,
@@ -92,9 +118,16 @@ def agent(
     l2_interval: float,
     l2_multiplier: int,
     l2_port: int,
+    flow_rate: str,
+    flow_burst: int,
+    bfd_process: str,
     metrics_address: str | None,
 ) -> None:
     """Run the node agent: datapath rules, BGP and L2 announcements for NODE."""
+    try:
+        rate = FlowRate.parse(flow_rate, flow_burst)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--flow-rate") from err
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
     try:
         key = load_key(l2_key_file, os.environ)
@@ -114,18 +147,20 @@ def agent(
         default_forwarding=ForwardingMode(forwarding),
         l2=L2Config(key, l2_interval, l2_multiplier, l2_port),
         bfd_socket=socket_of(status_dir, node),
+        bfd_spawn=bfd_process == "spawn",
     )
 
     async def main() -> None:
         # Agents only read the API: every kind, written by nobody here.
-        flows = FlowReader(node)
+        flows = FlowReader(node, rate=rate)
         flows.start()  # off where NFLOG is unavailable; `herald observe` then says why
         runner = Agent(config, source.open(), flows=flows)
         server = await serve_status(socket_path(status_dir, node), runner.status, flows.stream)
-        exported = AgentMetrics(node, runner.counted_status)
+        exported = AgentMetrics(node, runner.counted_status, flows.header)
         metrics = await serve_metrics_if_asked(metrics_address, exported.exposition)
         if metrics is not None:
             runner.on_datapath_applied = exported.datapath_applied
+            runner.on_stages = exported.stages_observed
         try:
             await runner.run()
         finally:

@@ -39,7 +39,7 @@ def test_the_agent_runs_on_every_node_with_capabilities_not_privilege() -> None:
     pod = agent["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["serviceAccountName"] == "herald-agent"
-    (container,) = pod["containers"]
+    container, bfd = pod["containers"]
     security = container["securityContext"]
     assert security["privileged"] is False
     assert set(security["capabilities"]["add"]) <= {"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"}
@@ -50,6 +50,11 @@ def test_the_agent_runs_on_every_node_with_capabilities_not_privilege() -> None:
     tolerated = {t["key"] for t in pod["tolerations"]}
     assert "node-role.kubernetes.io/control-plane" in tolerated
     assert container["args"] == ["agent"]
+    # BFD in a container of its own, which outlives the agent's restarts; no capability.
+    assert env["HERALD_BFD_PROCESS"]["value"] == "external"
+    assert bfd["command"][-2:] == ["--resident", "/run/herald/agents/$(HERALD_NODE).bfd"]
+    assert bfd["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {m["mountPath"] for m in bfd["volumeMounts"]} == {"/run/herald"}
 
 
 def test_two_controllers_elect_a_leader_and_read_their_options_from_the_configmap() -> None:
@@ -81,7 +86,7 @@ def test_agents_and_controllers_serve_metrics_for_prometheus() -> None:
     for workload, port in (("herald-agent", 9962), ("herald-controller", 9963)):
         kind = "DaemonSet" if workload == "herald-agent" else "Deployment"
         template = one(objects, kind, workload)["spec"]["template"]
-        (container,) = template["spec"]["containers"]
+        container = template["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert parse_address(env["HERALD_METRICS_ADDRESS"])[1] == port
         assert {"name": "metrics", "containerPort": port, "protocol": "TCP"}.items() <= {

@@ -208,3 +208,68 @@ def test_a_bad_command_costs_that_connection_only(tmp_path: Path) -> None:
             await agent.close()
 
     asyncio.run(body())
+
+
+def start_resident(b: Bench) -> subprocess.Popen[bytes]:
+    """A resident process as a container of its own would run it (not the agent's)."""
+    argv = [sys.executable, "-m", "herald.bfd.process", "--resident", str(b.socket)]
+    return subprocess.Popen([*argv, *map(str, b.ports)], stdin=subprocess.DEVNULL)
+
+
+def test_an_external_process_is_only_connected_to_never_started(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with bench(tmp_path) as b:
+            agent = b.agent(spawn=False, delay=lambda failures: 0.1)
+            agent.add(LOOPBACK, FAST, record([]))
+            await agent.commit()
+            await until(lambda: agent.problems() != [], 5, "the missing process said")
+            assert "no BFD process listens" in agent.problems()[0]
+            await asyncio.sleep(0.3)
+            assert running_pid(b.socket) is None, "the agent started none"
+            resident = start_resident(b)
+            try:
+                await until(lambda: agent.state(LOOPBACK) is State.UP, 10, "Up once it runs")
+                assert agent.pid == resident.pid
+                await agent.close()
+            finally:
+                resident.kill()
+                resident.wait()
+
+    asyncio.run(body())
+
+
+def test_a_resident_process_ends_its_sessions_but_not_itself(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with bench(tmp_path) as b:
+            resident = start_resident(b)
+            try:
+                agent = b.agent(spawn=False, orphan_timeout=0.5)
+                agent.add(LOOPBACK, FAST, record([]))
+                await agent.commit()
+                await until(lambda: b.router_state() is State.UP, 10, "Up at the router")
+                # No sessions wanted: AdminDown to the router, the process stays.
+                agent.remove(LOOPBACK)
+                await agent.commit()
+                await until(lambda: b.downs() > 0, 5, "AdminDown at the router")
+                assert b.seen[-1].by_peer_admin
+                await asyncio.sleep(0.3)
+                assert resident.poll() is None and running_pid(b.socket) == resident.pid
+                # An agent again; then orphaned: the sessions end, the process does not.
+                again = b.agent(spawn=False, orphan_timeout=0.5)
+                again.add(LOOPBACK, FAST, record([]))
+                await again.commit()
+                await until(lambda: b.router_state() is State.UP, 10, "Up again")
+                downs = b.downs()
+                await again.close()
+                await until(lambda: b.downs() > downs, 5, "AdminDown after the orphan timeout")
+                assert b.seen[-1].by_peer_admin
+                assert resident.poll() is None and b.socket.exists()
+                # SIGTERM ends it.
+                resident.terminate()
+                assert resident.wait(10) == 0
+            finally:
+                if resident.poll() is None:
+                    resident.kill()
+                    resident.wait()
+
+    asyncio.run(body())

@@ -258,7 +258,8 @@ def test_lab_agents_get_the_key_file_through_the_environment(
     monkeypatch.setattr(cluster, "LOGS", tmp_path)
     create_key_file(cluster.L2_KEY)
     network = FakeLab()
-    cluster._spawn_agent(network, "k8s-worker1", tmp_path, {})  # type: ignore[arg-type]
+    state = {"manifests": str(tmp_path)}
+    cluster._spawn_agent(network, "k8s-worker1", tmp_path, state)  # type: ignore[arg-type]
     ((argv, env),) = network.spawned
     assert env[ENV_KEY_FILE] == str(tmp_path / "l2.key") and ENV_KEY not in env
     assert env["PATH"] == os.environ["PATH"]
