@@ -1,5 +1,7 @@
 """Programming cost of the datapath: a full resync of S services x B backends, then single
-endpoint changes, each timed (render + nft transaction), in a scratch network namespace.
+endpoint changes, each timed (render + transactions), in a scratch network namespace, for
+each way of writing elements side by side: `text` (nft parses every element) and `netlink`
+(declarations through nft, elements as netlink batches, `dataplane/netlink_nft.py`).
 
     sudo .venv/bin/python bench/dataplane/programming.py --services 1000 --backends 10
 
@@ -13,10 +15,12 @@ section programming-S of bench/results/dataplane.json. Needs root (a namespace o
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
@@ -24,6 +28,7 @@ from pathlib import Path
 from herald.dataplane import maglev
 from herald.dataplane.apply import Datapath, Nft
 from herald.dataplane.model import Backend, DataplaneService, NodeContext, Protocol, ServicePort
+from herald.dataplane.netlink_nft import Batch
 from herald.lab.netns import Lab
 from results import record
 
@@ -45,77 +50,151 @@ def slab_kib() -> int:
     raise RuntimeError("no Slab line in /proc/meminfo")
 
 
+def settled_slab_kib(limit_s: float = 60.0) -> int:
+    """Slab once it stops moving: the kernel frees a deleted namespace's tables and a
+    transaction's bookkeeping in the background, which would count against the next run."""
+    deadline = time.monotonic() + limit_s
+    last = slab_kib()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = slab_kib()
+        if abs(now - last) < 1024:
+            return now
+        last = now
+    return last
+
+
+def cpu_s() -> float:
+    """CPU time of this process and its finished children (nft, ip netns exec), user and
+    system: the kernel's work on a netlink batch runs in the sending thread. Unlike wall
+    time, it does not grow with other jobs on a shared machine."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(
+    path: str, services: list[DataplaneService], changes: int, labs: ExitStack
+) -> dict[str, object]:
+    """One path in a fresh namespace: `text` (every element through nft's parser) or
+    `netlink` (declarations through nft, elements as netlink batches). The namespace stays
+    until every path ran (`labs`): its tables freed in the background would otherwise
+    count against the next path's kernel memory."""
+    services = list(services)
+    lab = labs.enter_context(Lab(prefix=f"nlnft-{path}"))
+    lab.host("n1")
+    nft = Nft(lab.ns("n1"))
+    datapath = Datapath(NodeContext("n1", 0x5EED), nft, netlink=path == "netlink")
+    assert (datapath.elements is not None) == (path == "netlink")
+    in_kernel: list[float] = []
+    in_netlink: list[float] = []
+    elements: list[int] = []
+    run_nft = nft.runner
+
+    def timed(argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        try:
+            return run_nft(argv, stdin)
+        finally:
+            in_kernel.append(time.monotonic() - started)
+            elements.append(stdin.count(",") + stdin.count("{"))
+
+    if datapath.elements is not None:
+        commit = datapath.elements.commit
+
+        def timed_batch(batch: Batch) -> str | None:
+            started = time.monotonic()
+            try:
+                return commit(batch)
+            finally:
+                in_kernel.append(time.monotonic() - started)
+                in_netlink.append(in_kernel[-1])
+                elements.append(batch.elements)
+
+        datapath.elements.commit = timed_batch  # type: ignore[method-assign]
+    nft.runner = timed
+    slab_before = settled_slab_kib()
+    cpu_before = cpu_s()
+    started = time.monotonic()
+    datapath.resync(services)
+    full = time.monotonic() - started
+    full_cpu = cpu_s() - cpu_before
+    slab_growth = settled_slab_kib() - slab_before
+    resync_in_kernel = sum(in_kernel)
+    resync_in_netlink = sum(in_netlink)
+    resync_transactions = len(in_kernel)
+    # What herald declared; listing the kernel's table would dump every element (a
+    # netlink dump of a 1M-element map took 84 s here, most of it in the kernel).
+    objects = len(datapath.base)
+    took = []
+    in_kernel.clear()
+    per_change = []
+    changed = []
+    took_cpu = []
+    for n in range(changes):
+        victim = (n * 7919) % len(services)
+        moved = Backend(ip_address(f"198.19.{n // 250}.{n % 250 + 1}"), "n1")
+        services[victim] = replace(
+            services[victim], backends=(*services[victim].backends[1:], moved)
+        )
+        in_kernel.clear()
+        elements.clear()
+        cpu_before = cpu_s()
+        started = time.monotonic()
+        datapath.sync(services)
+        took.append(time.monotonic() - started)
+        took_cpu.append(cpu_s() - cpu_before)
+        per_change.append(sum(in_kernel))
+        changed.append(sum(elements))
+    in_kernel.clear()
+    # nft's fixed cost at this size: one element added and deleted again.
+    for _ in range(changes):
+        nft.transaction(
+            "add element inet herald vips-v4 { 192.0.2.99 }\n"
+            "delete element inet herald vips-v4 { 192.0.2.99 }\n"
+        )
+    one_element = list(in_kernel)
+    ms = 1000
+    return {
+        "named_objects_in_table": objects,
+        "full_resync_s": round(full, 1),
+        "full_resync_cpu_s": round(full_cpu, 1),
+        "full_resync_writing_s": round(resync_in_kernel, 1),
+        "full_resync_netlink_commits_s": round(resync_in_netlink, 1),
+        "full_resync_transactions": resync_transactions,
+        "kernel_slab_growth_mib": round(slab_growth / 1024),
+        "one_change_ms_p50": round(statistics.median(took) * ms, 1),
+        "one_change_ms_p90": round(sorted(took)[int(len(took) * 0.9)] * ms, 1),
+        "one_change_ms_max": round(max(took) * ms, 1),
+        "one_change_cpu_ms_p50": round(statistics.median(took_cpu) * ms, 1),
+        "one_change_writing_ms_p50": round(statistics.median(per_change) * ms, 1),
+        "one_change_elements_p50": statistics.median(changed),
+        "nft_one_element_transaction_ms_p50": round(statistics.median(one_element) * ms, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--backends", type=int, default=10)
     parser.add_argument("--changes", type=int, default=30)
+    parser.add_argument("--paths", default="netlink,text", help="netlink, text or both")
     args = parser.parse_args()
     services = [service(i, args.backends) for i in range(args.services)]
-    with Lab(prefix="hd-bench") as lab:
-        lab.host("n1")
-        nft = Nft(lab.ns("n1"))
-        datapath = Datapath(NodeContext("n1", 0x5EED), nft)
-        slab_before = slab_kib()
-        started = time.monotonic()
-        datapath.resync(services)
-        full = time.monotonic() - started
-        slab_growth = slab_kib() - slab_before
-        # What herald declared; listing the kernel's table would dump every element (a
-        # netlink dump of a 1M-element map took 84 s here, most of it in the kernel).
-        objects = len(datapath.base)
-        in_nft: list[float] = []
-        scripts: list[str] = []
-        run_nft = nft.runner
-
-        def timed(argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
-            started = time.monotonic()
-            try:
-                return run_nft(argv, stdin)
-            finally:
-                in_nft.append(time.monotonic() - started)
-                scripts.append(stdin)
-
-        nft.runner = timed
-        changes = []
-        elements = []
-        for n in range(args.changes):
-            victim = (n * 7919) % len(services)
-            moved = Backend(ip_address(f"198.19.{n // 250}.{n % 250 + 1}"), "n1")
-            services[victim] = replace(
-                services[victim], backends=(*services[victim].backends[1:], moved)
-            )
-            scripts.clear()
-            started = time.monotonic()
-            datapath.sync(services)
-            changes.append(time.monotonic() - started)
-            elements.append(sum(s.count(",") + s.count("{") for s in scripts))
-        changed_nft = list(in_nft)
-        in_nft.clear()
-        # nft's fixed cost at this size: one element added and deleted again.
-        for _ in range(args.changes):
-            nft.transaction(
-                "add element inet herald vips-v4 { 192.0.2.99 }\n"
-                "delete element inet herald vips-v4 { 192.0.2.99 }\n"
-            )
-        one_element = list(in_nft)
-    ms = 1000
-    result = {
+    result: dict[str, object] = {
         "services": args.services,
         "backends": args.backends,
         "maglev_map_elements": args.services * maglev.table_size(args.backends),
-        "named_objects_in_table": objects,
-        "full_resync_s": round(full, 1),
-        "kernel_slab_growth_mib": round(slab_growth / 1024),
-        "one_change_ms_p50": round(statistics.median(changes) * ms, 1),
-        "one_change_ms_p90": round(sorted(changes)[int(len(changes) * 0.9)] * ms, 1),
-        "one_change_ms_max": round(max(changes) * ms, 1),
-        "one_change_nft_ms_p50": round(statistics.median(changed_nft) * ms, 1),
-        "one_change_elements_p50": statistics.median(elements),
-        "one_element_transaction_ms_p50": round(statistics.median(one_element) * ms, 1),
-        "note": "shared 2-CPU machine, other jobs running: +-30%; a change is one backend "
-        "replaced in one service (Maglev moves ~1/N of its slots twice)",
     }
+    with ExitStack() as labs:
+        for path in args.paths.split(","):
+            result[path] = measure(path, services, args.changes, labs)
+    result["note"] = (
+        "shared 2-CPU machine, other jobs running: +-30%; a change is one backend replaced "
+        "in one service (Maglev moves ~1/N of its slots twice); text: every element through "
+        "nft's parser (the nft command), netlink: declarations through nft, elements as "
+        "netlink batches (netlink_nft); *_writing_*: time inside nft or the netlink commit"
+    )
     record(f"programming-{args.services}", result)
 
 

@@ -1,4 +1,5 @@
-"""Puts rendered rules into the kernel with `nft -f`, in atomic transactions.
+"""Puts rendered rules into the kernel in atomic transactions: declarations with nft,
+elements as netlink batches (`netlink_nft`; nft text with `netlink=False` or no socket).
 
 `Datapath.resync` replaces herald's tables whole (start-up: whatever a previous run left is
 gone); `Datapath.sync` then changes only the services that differ from what it applied last:
@@ -19,7 +20,16 @@ from typing import Protocol
 
 from herald.dataplane.command import Runner, in_netns, run_command
 from herald.dataplane.conntrack import Conntrack, Flow, stale_flows
+from herald.dataplane.libnft import LibNft
 from herald.dataplane.model import NO_PEERS, DataplaneService, NodeContext, Peers
+from herald.dataplane.netlink_nft import (
+    Batch,
+    DeferredBatch,
+    NetlinkElements,
+    NetlinkUnavailable,
+    layouts,
+    slot_batches,
+)
 from herald.dataplane.render import (
     SERVICE_SETS,
     TABLE,
@@ -135,11 +145,24 @@ class Datapath:
     # Each service as the kernel serves it: what its UDP flows may be bound to (see
     # `forget_stale_flows`).
     committed: dict[str, DataplaneService] = field(default_factory=dict)
+    # Elements go to the kernel as netlink batches (`netlink_nft`), declarations through
+    # `nft`; False keeps everything on nft's text path (the reference). Only with a real
+    # nft: a fake one records text.
+    netlink: bool = True
+    elements: NetlinkElements | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.conntrack is None:
             runner = self.nft.runner if isinstance(self.nft, Nft) else run_command
             self.conntrack = Conntrack(self.nft.netns, runner)
+        real = isinstance(self.nft, LibNft) or (
+            isinstance(self.nft, Nft) and self.nft.runner is run_command
+        )
+        if self.netlink and real and self.elements is None:
+            try:
+                self.elements = NetlinkElements(self.nft.netns)
+            except NetlinkUnavailable:
+                self.elements = None  # no root: the text path does it all
 
     def render(self, services: Iterable[DataplaneService]) -> set[str]:
         """Update the desired state; the keys of the services whose rules may differ."""
@@ -213,9 +236,14 @@ class Datapath:
     def _resync(self, services: Iterable[DataplaneService]) -> None:
         self.render(services)
         desired = Ruleset(self.desired_base(), tuple(sorted_rules(self.desired)))
-        scripts = resync_scripts(desired, self.element_counters(), self.resync_chunk)
+        counters = self.element_counters()
+        scripts: Sequence[str | DeferredBatch] = (
+            resync_steps(desired, counters, self.resync_chunk)
+            if self.elements is not None
+            else resync_scripts(desired, counters, self.resync_chunk)
+        )
         for part, script in enumerate(scripts):
-            error = self.nft.transaction(script)
+            error = self.commit(script)
             if error is None:
                 continue
             self.base, self.services = (), {}  # the next sync starts over
@@ -282,7 +310,7 @@ class Datapath:
     def change(self, pairs: Sequence[Change]) -> str | None:
         """Apply `pairs` in one transaction and record them; nft's error if refused."""
         deletions, additions = element_changes(pairs, self.users)
-        error = self.nft.transaction(remove_elements(deletions) + add_elements(additions))
+        error = self.commit(element_transaction(self.base, deletions, additions, self.elements))
         if error is not None:
             return error
         for old, new in pairs:
@@ -296,6 +324,13 @@ class Datapath:
             if self.users[element] <= 0:
                 del self.users[element]
         return None
+
+    def commit(self, transaction: str | Batch | DeferredBatch) -> str | None:
+        if isinstance(transaction, str):
+            return self.nft.transaction(transaction)
+        assert self.elements is not None
+        batch = transaction if isinstance(transaction, Batch) else transaction()
+        return self.elements.commit(batch)
 
     def add_base(self, base: tuple[NftObject, ...]) -> None:
         """Create the shared objects that are new before any element refers to them."""
@@ -435,6 +470,42 @@ def resync_scripts(
         scripts.append(element_script("add", part))
     scripts.append(remove_elements(held) + add_elements(entries))
     return scripts
+
+
+def resync_steps(
+    ruleset: Ruleset, counters: Mapping[tuple[str, str], Counter], chunk: int
+) -> list[str | DeferredBatch]:
+    """`resync_scripts` with the Maglev slots as netlink batches of `chunk` elements
+    between its first transaction (declarations, every served key unserved) and its last
+    (the entry maps): the same order, so no new flow meets a missing slot."""
+    slots = [s for r in ruleset.services for s in r.slots]
+    if not slots:
+        return list(resync_scripts(ruleset, counters, chunk))
+    frame = Ruleset(ruleset.base, tuple(replace(r, slots=()) for r in ruleset.services))
+    # A chunk of 1 forces the split form; the frame has no slots, so it is [first, last].
+    scripts = resync_scripts(frame, counters, 1)
+    if len(scripts) != 2:  # a frame of one element: nothing to gain
+        return list(resync_scripts(ruleset, counters, chunk))
+    first, last = scripts
+    return [first, *slot_batches(layouts(ruleset.base), slots, chunk), last]
+
+
+def element_transaction(
+    base: Sequence[NftObject],
+    deletions: Sequence[Element],
+    additions: Sequence[Element],
+    writer: NetlinkElements | None,
+) -> str | Batch:
+    """The deletions then additions as one netlink batch when there is a writer and it
+    knows every set involved, else as nft text."""
+    if writer is not None:
+        try:
+            # Each once, as `group` has them; a deletion is named by its key alone.
+            gone = {(e.family, e.container, e.key): e for e in deletions}.values()
+            return Batch(layouts(base)).delete(gone).add(dict.fromkeys(additions))
+        except ValueError:
+            pass  # a set the encoder does not know: nft encodes it
+    return remove_elements(deletions) + add_elements(additions)
 
 
 def element_changes(
