@@ -91,14 +91,19 @@ class Cluster:
         (owner,) = [n for n, vips in self.owned().items() if vip in vips]
         return owner
 
-    def wait_one_owner_each(self, limit: float = 5.0) -> dict[str, set[str]]:
+    def wait_one_owner_each(self, limit: float = 5.0, spread: bool = False) -> dict[str, set[str]]:
+        """Until every VIP has one owner; with `spread`, until every node owns one too (a
+        node that started first owns them all until it hears the others)."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             owned = self.owned()
-            if sorted(v for vips in owned.values() for v in vips) == sorted(VIPS):
+            if sorted(v for vips in owned.values() for v in vips) == sorted(VIPS) and (
+                not spread or all(owned.values())
+            ):
                 return owned
             time.sleep(0.01)
-        raise AssertionError(f"not one owner per VIP: {self.owned()}\n{self.logs()}")
+        what = "one owner per VIP, every node owning one" if spread else "one owner per VIP"
+        raise AssertionError(f"not {what}: {self.owned()}\n{self.logs()}")
 
     def logs(self) -> str:
         return "\n".join(

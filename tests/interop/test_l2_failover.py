@@ -22,7 +22,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def test_every_vip_has_one_owner_spread_over_the_nodes(cluster: Cluster) -> None:
-    owned = cluster.wait_one_owner_each()
+    owned = cluster.wait_one_owner_each(spread=True)
     assert all(owned.values()), f"every node owns something: {owned}"
     for vip in (VIPS[0], VIPS[1]):
         assert (
