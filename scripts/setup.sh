@@ -6,7 +6,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="python3-venv procps bird2 frr gobgpd exabgp nftables iproute2 conntrack curl \
-iputils-ping tcpdump wrk iperf3 arping ndisc6 build-essential python3-dev"
+iputils-ping tcpdump wrk iperf3 arping ndisc6 build-essential python3-dev chromium chromium-driver \
+strace"
 # kubectl for kube mode and its tests; keep one that another package already installed
 # (both would own /usr/bin/kubectl, and dpkg refuses that).
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES kubernetes-client"

@@ -9,6 +9,13 @@ namespace, each stamped when its line arrives: no polling process competes for t
 with the system under test (an earlier version ran `ip route show` in a tight loop, a
 process every few milliseconds, and measured its own load too).
 
+Where the time goes (issue #14): each agent logs one `event=applied` line per snapshot it
+applied, with the Unix time its source noticed the change and its stages (agent/stages.py).
+After the rounds, before the lab goes down, the agents' logs are read; for each Service the
+budget is: the controller's status write and the lab kubelet's EndpointSlice write (the
+files' mtimes, from the Service file's rename), the agent that finished last (its wait for
+the change to reach it, then its stages) and the router (the last agent's UPDATE -> FIB).
+
 Run as root: .venv/bin/python bench/announce/announce.py [--services 200] [--router frr]
          [--json bench/results/announce.json]
 """
@@ -17,16 +24,20 @@ from __future__ import annotations
 
 import argparse
 import queue
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
 
+from herald.agent.stages import STAGES, parse_stages
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.lab.demo import external_ip
@@ -82,11 +93,68 @@ class RouteMonitor:
 
 
 def wait(predicate: Callable[[], bool], timeout: float) -> None:
+    # Only how soon the VIP is known here, not what is measured (route events are stamped
+    # by the monitor's thread): a slow poll keeps this process off the CPUs it measures.
     deadline = time.perf_counter() + timeout
     while not predicate():
         if time.perf_counter() > deadline:
             raise TimeoutError
-        time.sleep(0.002)
+        time.sleep(0.01)
+
+
+APPLIED = re.compile(r"event=applied node=(\S+) noticed=([\d.]+) stages=(\S+)")
+
+
+@dataclass(frozen=True)
+class Applied:
+    node: str
+    noticed: float  # Unix time
+    stages: dict[str, float]  # seconds
+    sent: float  # Unix time the bgp stage ended: the UPDATEs were on the sockets
+
+
+def applied_lines(logs: Iterable[Path]) -> list[Applied]:
+    found = []
+    for path in logs:
+        for match in APPLIED.finditer(path.read_text(errors="replace")):
+            node, noticed, stages = match.groups()
+            at, spans = float(noticed), parse_stages(stages)
+            upto = STAGES[: STAGES.index("bgp") + 1]
+            found.append(Applied(node, at, spans, at + sum(spans.get(s, 0.0) for s in upto)))
+    return found
+
+
+@dataclass(frozen=True)
+class Round:
+    start: float  # Unix time of the Service file's rename
+    fib: float  # Unix time the router's FIB held every next hop
+    status_written: float  # mtime of the state file
+    slices_written: float  # mtime of the EndpointSlices
+
+
+def budget(rounds: Sequence[Round], applied: Sequence[Applied]) -> dict[str, list[float]]:
+    """Seconds by stage per round, along the critical path: the agent that finished last
+    (its last applied snapshot before the FIB held the route)."""
+    spans: dict[str, list[float]] = {}
+
+    def add(stage: str, seconds: float) -> None:
+        spans.setdefault(stage, []).append(seconds)
+
+    for r in rounds:
+        last: dict[str, Applied] = {}
+        for a in applied:
+            if r.start <= a.noticed and a.sent <= r.fib + 0.002:
+                last[a.node] = a  # logs are in time order per node
+        if not last:
+            continue
+        critical = max(last.values(), key=lambda a: a.sent)
+        add("controller status written", r.status_written - r.start)
+        add("kubelet slices written", r.slices_written - r.start)
+        add("last agent: change reached it", critical.noticed - r.start)
+        for stage in STAGES:
+            add(f"last agent: {stage}", critical.stages.get(stage, 0.0))
+        add("router: last UPDATE -> FIB", r.fib - critical.sent)
+    return spans
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -104,7 +172,15 @@ def main() -> None:
         default=5,
         help="workers besides k8s-master1 (fewer: less CPU contention on a small machine)",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="seconds between a removal and the next Service: the agents commit a removal "
+        "after withdrawing it, and a Service written meanwhile would measure that commit too",
+    )
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-logs", type=Path, help="copy the lab's logs here before it goes")
     args = parser.parse_args()
 
     topology = cluster.up(args.router, args.workers, DEFAULT_MANIFESTS)
@@ -114,6 +190,10 @@ def main() -> None:
     gone = lambda line: line.startswith("Deleted ")  # noqa: E731
     appear: list[float] = []
     vanish: list[float] = []
+    rounds: list[Round] = []
+    applied: list[Applied] = []
+    state = DEFAULT_MANIFESTS / ".herald" / "state.json"
+    slices = DEFAULT_MANIFESTS / cluster.GENERATED / "endpointslices.yaml"
     try:
         for manifest in sorted(SEED.glob("*.yaml")):
             (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
@@ -123,16 +203,28 @@ def main() -> None:
             path = DEFAULT_MANIFESTS / f"bench-{index}.yaml"
             temporary = path.with_suffix(".tmp")
             temporary.write_text(SERVICE.format(index=index))
-            start = time.perf_counter()
+            start, start_wall = time.perf_counter(), time.time()
             temporary.rename(path)
             name = f"default/bench-{index}"
             wait(lambda name=name: external_ip(name) is not None, 10)  # type: ignore[misc]
             vip = external_ip(name)
             assert vip is not None
             appear.append(routes.wait(vip, every_node, start, 10) - start)
+            rounds.append(
+                Round(
+                    start_wall,
+                    start_wall + appear[-1],
+                    state.stat().st_mtime,
+                    slices.stat().st_mtime,
+                )
+            )
             start = time.perf_counter()
             path.unlink()
             vanish.append(routes.wait(vip, gone, start, 10) - start)
+            time.sleep(args.settle)
+        applied = applied_lines(sorted(cluster.LOGS.glob("agent-*.log")))
+        if args.keep_logs is not None:
+            shutil.copytree(cluster.LOGS, args.keep_logs, dirs_exist_ok=True)
     finally:
         routes.close()
         cluster.down()
@@ -149,8 +241,16 @@ def main() -> None:
         "router": args.router,
         "nodes": nodes,
         "services": args.services,
+        "settle_s": args.settle,
         "appear": summary(appear),
         "vanish": summary(vanish),
+        "appear_budget": {
+            stage: {
+                "p50_ms": round(statistics.median(v) * 1000, 1),
+                "p99_ms": round(percentile(v, 99) * 1000, 1),
+            }
+            for stage, v in budget(rounds, applied).items()
+        },
     }
     publish(results, args.json)
 

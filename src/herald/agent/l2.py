@@ -84,6 +84,9 @@ class L2Announcements:
         self._failures = 0
         self._failure: str | None = None
         self._restart: asyncio.TimerHandle | None = None
+        # Ownership changes counted by announcers that have stopped: the count in the
+        # status goes on across restarts of the announcer.
+        self._changes_before = 0
 
     @property
     def running(self) -> bool:
@@ -162,7 +165,7 @@ class L2Announcements:
             self._failures = 0
         delay = min(RESTART_FIRST * 2**self._failures, RESTART_MAX)
         self._failures += 1
-        self._announcer, self._bind, self._plan = None, None, None
+        self._forget_announcer()
         self._failure = (
             f"L2: heartbeat process ended ({error}); not answering ARP/NDP, starting again "
             f"in {delay:.1f} s (failure {self._failures})"
@@ -196,6 +199,11 @@ class L2Announcements:
             self._restart = None
         if self._announcer is not None:
             self._announcer.close()
+        self._forget_announcer()
+
+    def _forget_announcer(self) -> None:
+        if self._announcer is not None:
+            self._changes_before += self._announcer.ownership_changes
         self._announcer, self._bind, self._plan = None, None, None
 
     def status(self) -> L2Status | None:
@@ -225,4 +233,5 @@ class L2Announcements:
             members=tuple(name for name, _ in self._plan.members) if self._plan else (),
             live=tuple(sorted(announcer.live())),
             owners=tuple(owners),
+            ownership_changes=self._changes_before + announcer.ownership_changes,
         )

@@ -50,6 +50,9 @@ class SessionStatus(_StatusModel):
     families: tuple[str, ...] = ()
     unsent: int = 0
     unsent_families: tuple[str, ...] = ()
+    # UPDATE messages over the session's life in this agent (all its connections).
+    updates_sent: int = 0
+    updates_received: int = 0
 
     @property
     def established(self) -> bool:
@@ -71,6 +74,8 @@ class L2Status(_StatusModel):
     members: tuple[str, ...] = ()
     live: tuple[str, ...] = ()
     owners: tuple[L2Owner, ...] = ()
+    # Times a VIP's owner changed, as this node decided, since the agent started.
+    ownership_changes: int = 0
 
 
 class BackendStatus(_StatusModel):

@@ -18,6 +18,7 @@ from herald.cli.l2 import l2
 from herald.cli.lab import lab
 from herald.cli.observe import observe
 from herald.cli.service import service
+from herald.cli.ui import ui
 from herald.cli.validate import validate
 
 
@@ -42,6 +43,7 @@ cli.add_command(import_)
 cli.add_command(service)
 cli.add_command(explain)
 cli.add_command(observe)
+cli.add_command(ui)
 bgp.add_command(peers)
 bgp.add_command(routes)
 

@@ -31,7 +31,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -327,9 +327,15 @@ def pods_status(pods: Mapping[str, Pod], problems: Sequence[str], kubelet_pid: i
 
 def endpoint_slices(state: ClusterState, pods: dict[str, Pod]) -> str:
     """Pure: per Service whose selector matches running pods, one EndpointSlice per IP
-    family it uses."""
+    family it uses (the text of `_lab/endpointslices.yaml`)."""
+    documents = slice_documents(state.services, pods)
+    return yaml.safe_dump_all(documents, sort_keys=False) if documents else ""
+
+
+def slice_documents(services: Iterable[Service], pods: Mapping[str, Pod]) -> list[dict[str, Any]]:
+    """Pure: the EndpointSlices of `services` over `pods`, as API objects."""
     documents = []
-    for svc in state.services:
+    for svc in services:
         selector = svc.spec.selector
         if not selector:
             continue
@@ -377,7 +383,7 @@ def endpoint_slices(state: ClusterState, pods: dict[str, Pod]) -> str:
                     ],
                 }
             )
-    return yaml.safe_dump_all(documents, sort_keys=False) if documents else ""
+    return documents
 
 
 def service_families(svc: Service) -> tuple[str, ...]:
@@ -395,6 +401,50 @@ def service_families(svc: Service) -> tuple[str, ...]:
 
 
 # -- the shell -------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """The Services cannot be read (the message says why); the slices are left as they are."""
+
+
+class Store(Protocol):
+    """Where the kubelet reads Deployments and Services and writes EndpointSlices: the
+    manifests directory (`ManifestsStore`) or the Kubernetes API (`lab/kubelet_api.py`).
+    The kubelet is one; only where its objects live differs."""
+
+    def deployments(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every `apps/v1` Deployment, with where it was read from."""
+
+    def services(self) -> tuple[Service, ...]:
+        """Every Service; StoreError when they cannot be read."""
+
+    def write_slices(self, slices: list[dict[str, Any]]) -> bool:
+        """Makes the lab's EndpointSlices `slices`; whether anything was written."""
+
+
+class ManifestsStore:
+    """The manifests directory: the user's files in, `_lab/endpointslices.yaml` out."""
+
+    def __init__(self, manifests: Path) -> None:
+        self.manifests = manifests
+        self._parsed: dict[Path, tuple[bytes, ParsedFile]] = {}
+
+    def deployments(self) -> list[tuple[str, dict[str, Any]]]:
+        return deployments(self.manifests)
+
+    def services(self) -> tuple[Service, ...]:
+        try:
+            return load_directory(self.manifests, self._parsed).services
+        except ManifestError as err:
+            raise StoreError(f"manifests invalid: {err.problems[0]}") from err
+
+    def write_slices(self, slices: list[dict[str, Any]]) -> bool:
+        text = yaml.safe_dump_all(slices, sort_keys=False) if slices else ""
+        target = self.manifests / GENERATED / "endpointslices.yaml"
+        if target.exists() and target.read_text() == text:
+            return False
+        write_atomically(target, text)
+        return True
 
 
 class Runtime(Protocol):
@@ -471,8 +521,10 @@ class Kubelet:
         status: Path = PODS,
         pod_logs: Path | None = POD_LOGS,
         listen_timeout: float = LISTEN_TIMEOUT,
+        store: Store | None = None,
     ) -> None:
         self.manifests = manifests
+        self.store: Store = store or ManifestsStore(manifests)
         self.topology = topology
         self.runtime: Runtime = runtime or SystemRuntime()
         self.prefix = prefix
@@ -482,7 +534,6 @@ class Kubelet:
         self.pods: dict[str, Pod] = {}  # started and listening: what the slices list
         self.failures: dict[str, Failure] = {}
         self.problems: list[str] = []
-        self._parsed: dict[Path, tuple[bytes, ParsedFile]] = {}
         self._loop_failures = 0
 
     # The loop calls `sync`; it never raises an Exception, so the kubelet never exits on one.
@@ -514,7 +565,7 @@ class Kubelet:
 
     def reconcile(self) -> None:
         now = self.runtime.monotonic()
-        wanted, problems = desired_pods(deployments(self.manifests), self.topology)
+        wanted, problems = desired_pods(self.store.deployments(), self.topology)
         present = self._present()
         gone = {
             name
@@ -680,16 +731,12 @@ class Kubelet:
 
     def _write_slices(self) -> None:
         try:
-            state = load_directory(self.manifests, self._parsed)
-        except ManifestError as err:
-            first = str(err.problems[0])
-            log.error("event=manifests_invalid first=%r keeping=endpointslices", first)
-            self.problems.append(f"EndpointSlices not updated: manifests invalid: {first}")
+            services = self.store.services()
+        except StoreError as err:
+            log.error("event=services_unreadable error=%r keeping=endpointslices", str(err))
+            self.problems.append(f"EndpointSlices not updated: {err}")
             return
-        text = endpoint_slices(state, self.pods)
-        target = self.manifests / GENERATED / "endpointslices.yaml"
-        if not target.exists() or target.read_text() != text:
-            write_atomically(target, text)
+        if self.store.write_slices(slice_documents(services, self.pods)):
             log.info("event=endpointslices_written pods=%d", len(self.pods))
 
     def _write_status(self) -> None:
@@ -716,11 +763,21 @@ def lab_problems(status: Path = PODS) -> list[str]:
     return problems
 
 
-async def run_kubelet(manifests: Path) -> None:
+async def run_kubelet(manifests: Path, kubeconfig: Path | None = None) -> None:
+    """The lab's kubelet on the manifests directory, or on the Kubernetes API that
+    `kubeconfig` names (`herald lab up --source kube`)."""
     state = read_state()
     if "topology" not in state:
         raise LabError("no lab to run pods in (no state in /run/herald/lab): run `herald lab up`")
-    await serve(Kubelet(manifests, Topology.from_json(state["topology"])), manifests)
+    topology = Topology.from_json(state["topology"])
+    if kubeconfig is None:
+        await serve(Kubelet(manifests, topology), manifests)
+        return
+    from herald.lab.kubelet_api import ApiStore, api_changes
+
+    store = ApiStore.connect(kubeconfig)
+    store.register_nodes(topology)
+    await serve_changes(Kubelet(manifests, topology, store=store), api_changes(kubeconfig))
 
 
 class Syncs(Protocol):
@@ -731,8 +788,13 @@ async def serve(kubelet: Syncs, manifests: Path) -> None:
     """Syncs `kubelet` on every change of the manifests and whenever it asks to look again."""
     # The watch starts before the first reconcile: starting pods takes seconds, and a
     # Service written meanwhile must still get its EndpointSlices.
-    changes = wakeups([manifests], lambda path: _is_input(manifests, path), 10)
-    pending: asyncio.Future[None] | None = None
+    await serve_changes(kubelet, wakeups([manifests], lambda path: _is_input(manifests, path), 10))
+
+
+async def serve_changes(kubelet: Syncs, changes: AsyncGenerator[object, None]) -> None:
+    """Syncs `kubelet` on every one of `changes` (the first comes once the watch is on) and
+    whenever it asks to look again."""
+    pending: asyncio.Future[object] | None = None
     try:
         await anext(changes)
         changed = True

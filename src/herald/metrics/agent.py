@@ -3,8 +3,9 @@
 Almost everything is already in `AgentStatus` (sessions, BFD, L2 owners, the frontends
 the kernel holds with their nft counters), so `status_families` turns one status into
 metric families (pure) and nothing is counted twice. Only what a reading cannot recover is
-counted as it happens: each datapath apply (duration and failure). L2 ownership changes
-are seen between readings (see `OwnershipChanges`).
+counted as it happens: each datapath apply (duration and failure). Counters of events
+(UPDATE messages, L2 ownership changes, flow events) are counted where the event happens
+and read like the rest: `flow_families` turns the flow reader's header into families.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import contextlib
 import gc
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,11 +25,13 @@ from herald.agent.status import AgentStatus, L2Status, SessionStatus
 
 # A datapath apply takes ~1 ms for one Service and seconds for a resync of thousands.
 APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Stages of the path from a change to the UPDATE (agent/stages.py): most take a few ms.
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30)
 
 _SESSION = ("node", "peer", "peer_name", "vrouter")
 
 
-def status_families(status: AgentStatus, ownership_changes: int = 0) -> list[Metric]:
+def status_families(status: AgentStatus) -> list[Metric]:
     """The metric families of one agent's status (pure)."""
     node = status.node
     up = GaugeMetricFamily(
@@ -51,6 +55,16 @@ def status_families(status: AgentStatus, ownership_changes: int = 0) -> list[Met
         "Prefixes the plan announces that the session cannot carry: family not negotiated",
         labels=_SESSION,
     )
+    updates_sent = CounterMetricFamily(
+        "herald_bgp_updates",
+        "BGP UPDATE messages sent to the peer (every connection of the session)",
+        labels=_SESSION,
+    )
+    updates_received = CounterMetricFamily(
+        "herald_bgp_updates_received",
+        "BGP UPDATE messages received from the peer (every connection of the session)",
+        labels=_SESSION,
+    )
     bfd = GaugeMetricFamily(
         "herald_bfd_session_up",
         "BFD session of a BGP peer Up (1) or not (0); only peers with a BFD profile",
@@ -64,6 +78,8 @@ def status_families(status: AgentStatus, ownership_changes: int = 0) -> list[Met
         announced.add_metric(labels, session.advertised)
         received.add_metric(labels, session.received)
         unsent.add_metric(labels, session.unsent)
+        updates_sent.add_metric(labels, session.updates_sent)
+        updates_received.add_metric(labels, session.updates_received)
         if session.bfd is not None:
             bfd.add_metric(labels, 1 if session.bfd == "up" else 0)
     return [
@@ -72,8 +88,10 @@ def status_families(status: AgentStatus, ownership_changes: int = 0) -> list[Met
         announced,
         received,
         unsent,
+        updates_sent,
+        updates_received,
         bfd,
-        *_l2_families(node, status.l2, ownership_changes),
+        *_l2_families(node, status.l2),
         *_service_families(status),
         _node_gauge(
             "herald_agent_problems",
@@ -89,19 +107,21 @@ def _session_labels(node: str, session: SessionStatus) -> list[str]:
     return [node, session.peer, session.name, str(session.local_as)]
 
 
-def _l2_families(node: str, l2: L2Status | None, changes: int) -> list[Metric]:
+def _l2_families(node: str, l2: L2Status | None) -> list[Metric]:
     owned = _node_gauge(
         "herald_l2_vips_owned",
         "L2 VIPs this node answers ARP/NDP for",
         node,
         sum(1 for o in l2.owners if o.answering) if l2 else 0,
     )
+    if l2 is None:  # no announcer runs: no count to show
+        return [owned]
     changed = CounterMetricFamily(
         "herald_l2_ownership_changes",
-        "Changes of an L2 VIP's owner seen by this node between readings of its status",
+        "Times an L2 VIP's owner became another node, as this node decided",
         labels=("node",),
     )
-    changed.add_metric([node], changes)
+    changed.add_metric([node], l2.ownership_changes)
     return [owned, changed]
 
 
@@ -168,41 +188,64 @@ def _node_gauge(name: str, documentation: str, node: str, value: float) -> Gauge
     return family
 
 
-class OwnershipChanges:
-    """Counts L2 owner changes from successive statuses: a VIP whose owner, or the time
-    its owner took it, differs from the last reading changed hands (several changes
-    between two readings count once; a VIP seen for the first time is no change)."""
+# Causes of lost flow events a metric shows: events, not `overruns` (ENOBUFS reports).
+LOST_CAUSES = ("rate_limited", "undelivered", "undecodable")
 
-    def __init__(self) -> None:
-        self.total = 0
-        self._seen: dict[str, tuple[str | None, float | None]] = {}
 
-    def observe(self, l2: L2Status | None) -> int:
-        now = {o.vip: (o.owner, o.since) for o in l2.owners} if l2 else {}
-        self.total += sum(1 for vip, held in now.items() if self._seen.get(vip, held) != held)
-        self._seen = now
-        return self.total
+def flow_families(node: str, header: Mapping[str, Any]) -> list[Metric]:
+    """The families of a flow reader's header (`FlowReader.header`, pure): events taken,
+    by verdict, and events lost, by cause (as Hubble's `hubble_flows_processed_total` and
+    `hubble_lost_events_total`)."""
+    events = CounterMetricFamily(
+        "herald_flow_events",
+        "Flow events read from the datapath, by verdict (FORWARDED, DROPPED)",
+        labels=("node", "verdict"),
+    )
+    for verdict, count in sorted((header.get("events") or {}).items()):
+        events.add_metric([node, verdict], count)
+    lost = CounterMetricFamily(
+        "herald_flow_events_lost",
+        "Flow events not read, by cause: rate_limited (the nft limit), undelivered (the "
+        "socket's buffer overflowed), undecodable",
+        labels=("node", "cause"),
+    )
+    counted = header.get("lost") or {}
+    for cause in LOST_CAUSES:
+        lost.add_metric([node, cause], counted.get(cause, 0))
+    return [events, lost]
 
 
 class _StatusCollector:
-    """The families of the status read for the current scrape."""
+    """The families of the status (and flow header) read for the current scrape."""
 
     def __init__(self) -> None:
         self.status: AgentStatus | None = None
-        self.changes = 0
+        self.flows: Mapping[str, Any] | None = None
 
     def collect(self) -> Iterable[Metric]:
-        return status_families(self.status, self.changes) if self.status is not None else []
+        if self.status is None:
+            return []
+        found = status_families(self.status)
+        if self.flows is not None:
+            found += flow_families(self.status.node, self.flows)
+        return found
 
 
 class AgentMetrics:
     """One agent's registry. `exposition` reads the status (with `read`, which must not
     block the loop) and renders it in a worker thread."""
 
-    def __init__(self, node: str, read: Callable[[], Awaitable[AgentStatus]]) -> None:
+    def __init__(
+        self,
+        node: str,
+        read: Callable[[], Awaitable[AgentStatus]],
+        flows: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
+    ) -> None:
         self.node = node
         self.registry = CollectorRegistry()
         self._read = read
+        # The flow reader's header (`FlowReader.header`); None where events are not read.
+        self._flows = flows
         self._apply_seconds = Histogram(
             "herald_datapath_apply_duration_seconds",
             "Time to commit a plan's datapath changes (nft transactions)",
@@ -217,7 +260,14 @@ class AgentMetrics:
             ("node",),
             registry=self.registry,
         ).labels(node)
-        self._ownership = OwnershipChanges()
+        self._stage_seconds = Histogram(
+            "herald_agent_stage_seconds",
+            "Time of each stage from a change being noticed to the UPDATE leaving the agent "
+            "(source, plan, datapath, routes, bgp, l2; see docs/observability.md)",
+            ("node", "stage"),
+            registry=self.registry,
+            buckets=STAGE_BUCKETS,
+        )
         self._status = _StatusCollector()
         self.registry.register(self._status)
 
@@ -226,13 +276,18 @@ class AgentMetrics:
         if failed:
             self._apply_failures.inc()
 
-    def observe(self, status: AgentStatus) -> None:
-        self._status.changes = self._ownership.observe(status.l2)
+    def stages_observed(self, stages: Iterable[tuple[str, float]]) -> None:
+        for stage, seconds in stages:
+            self._stage_seconds.labels(self.node, stage).observe(seconds)
+
+    def observe(self, status: AgentStatus, flows: Mapping[str, Any] | None = None) -> None:
         self._status.status = status
+        self._status.flows = flows
 
     async def exposition(self) -> bytes:
         with _no_collection():
-            self.observe(await self._read())
+            flows = await self._flows() if self._flows is not None else None
+            self.observe(await self._read(), flows)
             return await asyncio.to_thread(generate_latest, self.registry)
 
 

@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,12 +42,18 @@ from herald.api.manifests import (
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
-from herald.sources.watch import wakeups
+from herald.sources.watch import batches
 
 log = logging.getLogger(__name__)
 
-# Bursts of file events are coalesced for at most this long (issue: <= 10 ms).
+# Bursts of file events are coalesced for at most this long (issue: <= 10 ms); a single
+# change waits only sources.watch.QUIET_MS for more.
 COALESCE_MS = 10
+
+# A load that took less than this last time runs on the event loop: handing it to a worker
+# thread and back costs two thread wake-ups, which on a loaded machine (six agents on two
+# CPUs in the lab) cost more than reading a small directory. Larger ones go to a thread.
+INLINE_LOAD_SECONDS = 0.002
 
 # What herald writes beside the manifests is for herald (and root) alone.
 PRIVATE = 0o600
@@ -70,6 +77,17 @@ def _keeping(last: ClusterState | None, problems: list[str]) -> ClusterState | N
 
 def state_path_for(manifests: Path) -> Path:
     return manifests / ".herald" / "state.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotTiming:
+    """When the change a snapshot answers was first noticed (`time.perf_counter()` and Unix
+    time) and when the snapshot was ready (`time.perf_counter()`): the source's share of the
+    time from a change to its effect (agent/stages.py)."""
+
+    noticed: float
+    noticed_wall: float
+    ready: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +116,9 @@ class FileSource:
         self._loading = threading.Lock()
         self._leading = False
         self._last_good: tuple[object, ...] | None = None
+        # Of the snapshot `snapshots` yielded last.
+        self.timing: SnapshotTiming | None = None
+        self._load_seconds = float("inf")  # the last load's; unknown before the first
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -137,13 +158,22 @@ class FileSource:
     async def snapshots(self) -> AsyncIterator[ClusterState]:
         self.state.parent.mkdir(parents=True, exist_ok=True)
         last: ClusterState | None = None
-        async for _ in wakeups((self.manifests, self.state.parent), self._relevant, COALESCE_MS):
-            # Reading and parsing a large directory takes seconds: off the event loop, whose
-            # timers (BGP keepalives and hold timers in an agent) must keep running.
-            snapshot = await asyncio.to_thread(self._try_load, last)
-            if snapshot is not None and snapshot is not last:
-                last = snapshot
-                yield snapshot
+        changes = batches((self.manifests, self.state.parent), self._relevant, COALESCE_MS)
+        try:
+            async for batch in changes:
+                # Reading and parsing a large directory takes seconds: off the event loop,
+                # whose timers (BGP keepalives and hold timers in an agent) must keep running.
+                if self._load_seconds < INLINE_LOAD_SECONDS:
+                    snapshot = self._timed_load(last)
+                else:
+                    snapshot = await asyncio.to_thread(self._timed_load, last)
+                if snapshot is not None and snapshot is not last:
+                    last = snapshot
+                    ready = time.perf_counter()
+                    self.timing = SnapshotTiming(batch.noticed, batch.noticed_wall, ready)
+                    yield snapshot
+        finally:
+            await changes.aclose()  # the inotify descriptor, now rather than at collection
 
     def _relevant(self, path: Path) -> bool:
         if path == self.state:
@@ -153,6 +183,13 @@ class FileSource:
         except ValueError:
             return False
         return not any(part.startswith(".") for part in relative.parts)
+
+    def _timed_load(self, last: ClusterState | None) -> ClusterState | None:
+        start = time.perf_counter()
+        try:
+            return self._try_load(last)
+        finally:
+            self._load_seconds = time.perf_counter() - start
 
     def _try_load(self, last: ClusterState | None) -> ClusterState | None:
         try:
