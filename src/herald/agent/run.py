@@ -119,6 +119,8 @@ class Agent:
             flows.nft = self._nft
         self._unreachable = unreachable or UnreachableRoutes()
         self._datapath: Datapath | None = None
+        # The datapath's `replaced` count the flow-event rate was last set for.
+        self._rate_set_for: int | None = None
         self._node_context: NodeContext | None = None
         self._speakers: dict[SpeakerKey, Speaker] = {}
         self._l2 = L2Announcements(config.node, config.l2)
@@ -313,6 +315,7 @@ class Agent:
         try:
             async with self._datapath_lock:
                 if self._datapath is None or context != self._node_context:
+                    self._rate_set_for = None
                     self._datapath = Datapath(
                         context,
                         self._nft,
@@ -330,12 +333,17 @@ class Agent:
                 self.on_datapath_applied(time.perf_counter() - start, failed)
         if self.flows is not None:
             self.flows.directory = Directory.of(plan.services)
-            # After every commit: a table created anew has the default rate.
-            try:
-                async with self._datapath_lock:
-                    await asyncio.to_thread(self.flows.enforce_rate)
-            except OSError as err:
-                return [f"flow events: {err}"]
+            # After the tables were replaced, which gives the limit its default rate; not
+            # after every change (two nft listings: ~90 ms of each Service's announcement).
+            assert self._datapath is not None
+            replaced = self._datapath.replaced
+            if self._rate_set_for != replaced:
+                try:
+                    async with self._datapath_lock:
+                        await asyncio.to_thread(self.flows.enforce_rate)
+                except OSError as err:
+                    return [f"flow events: {err}"]
+                self._rate_set_for = replaced
         return []
 
     async def _guard_aggregates(self, plan: NodePlan) -> list[str]:

@@ -138,6 +138,9 @@ class Datapath:
     unrenderable: dict[str, str] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     resync_chunk: int = RESYNC_CHUNK
+    # Counts the times herald's tables were replaced (tried, at least): what lives in the
+    # kernel only (the flow-event rate the agent sets) must be set again after each.
+    replaced: int = 0
     # The other nodes' MACs and which of them are unreachable (`set_peers`).
     peers: Peers = NO_PEERS
     # `set_peers` comes from the agent's neighbour watch, in another thread than `sync`.
@@ -234,6 +237,7 @@ class Datapath:
             self._resync(services)
 
     def _resync(self, services: Iterable[DataplaneService]) -> None:
+        self.replaced += 1
         self.render(services)
         desired = Ruleset(self.desired_base(), tuple(sorted_rules(self.desired)))
         counters = self.element_counters()

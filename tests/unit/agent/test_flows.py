@@ -46,10 +46,12 @@ class LimitNft(FakeNft):
     def __init__(self, refuse: bool = False) -> None:
         super().__init__()
         self.refuse = refuse
+        self.limit_reads = 0
 
     def __call__(self, argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
         listed: list[dict[str, object]] = []
         if rules.LIMIT in argv:
+            self.limit_reads += 1
             limit = {"name": rules.LIMIT, "rate": 1000, "per": "second", "burst": 200, "inv": True}
             listed = [{"limit": limit}]
         elif rules.chain_of(rules.FORWARDED) in argv:
@@ -69,6 +71,11 @@ def test_the_agent_sets_its_flow_rate_after_the_commit_and_says_when_it_cannot()
     asyncio.run(runner.apply_snapshot(two_services()))
     assert nft.scripts[-1] == rules.rate_script(rate)  # after the datapath's transactions
     assert not runner.status().problems
+    # A change that does not replace the tables leaves the kernel's rate alone, unread.
+    reads, scripts = nft.limit_reads, len(nft.scripts)
+    asyncio.run(runner.apply_snapshot(two_services(web2_backends=2)))
+    assert len(nft.scripts) > scripts, "the change was committed"
+    assert nft.limit_reads == reads and rules.rate_script(rate) not in nft.scripts[scripts:]
 
     refusing = LimitNft(refuse=True)
     flows = FlowReader(NODE, rate=rate)
