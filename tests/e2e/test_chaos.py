@@ -133,20 +133,31 @@ spec:
 """
 
 
-def test_dsr_on_a_lab_without_an_uplink_costs_only_that_service(lab: None) -> None:
-    service = SERVICE.format(
-        name="web-dsr",
-        annotations="{herald.io/forwarding-mode: dsr}",
-        selector="selector: {app: web1}",
+def test_a_dsr_service_the_datapath_cannot_render_costs_only_that_service(lab: None) -> None:
+    # DSR forwards to the backend's node: one on a node the cluster does not know (no
+    # address to forward to) cannot be rendered on any node.
+    manifests = SERVICE.format(
+        name="web-dsr", annotations="{herald.io/forwarding-mode: dsr}", selector=""
+    ) + (
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+        "metadata: {name: web-dsr-1, labels: {kubernetes.io/service-name: web-dsr}}\n"
+        "addressType: IPv4\nports: [{name: http, port: 8080}]\n"
+        "endpoints: [{addresses: [198.18.9.10], nodeName: k8s-worker9}]\n"
     )
-    with traffic_keeps_flowing():
-        path = write("web-dsr.yaml", service)
-        wait(every_agent_says("default/web-dsr", "uplink interface"), "every agent names web-dsr")
-    # Never announce what is not forwarded: the DSR Service has an address and no route.
-    status = json.loads((DEFAULT_MANIFESTS / ".herald" / "state.json").read_text())
-    address = status["services"]["default/web-dsr"]["loadBalancer"]["ingress"][0]["ip"]
-    assert hops(address) == set()
-    path.unlink()
+    path = DEFAULT_MANIFESTS / "web-dsr.yaml"
+    try:
+        with traffic_keeps_flowing():
+            write(path.name, manifests)
+            wait(
+                every_agent_says("default/web-dsr", "k8s-worker9", "no IPv4 address"),
+                "every agent names web-dsr",
+            )
+        # Never announce what is not forwarded: the DSR Service has an address, no route.
+        status = json.loads((DEFAULT_MANIFESTS / ".herald" / "state.json").read_text())
+        address = status["services"]["default/web-dsr"]["loadBalancer"]["ingress"][0]["ip"]
+        assert hops(address) == set()
+    finally:
+        path.unlink(missing_ok=True)
     wait(no_problems, "no problem once web-dsr is gone")
 
 

@@ -3,6 +3,7 @@ that answered and its node, merged over every node's agent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,14 +26,22 @@ VIP = "203.0.113.0"
 CLIENT_PORT = 41234
 
 
+def fd_links(pid: int) -> list[str]:
+    """What the process's open descriptors point to; one closed meanwhile is skipped."""
+    links = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            links.append(os.readlink(fd))
+    return links
+
+
 def wait_connected(pid: int) -> None:
     """Until the follower holds a connection to every agent's socket (it takes seconds to
     start on a busy machine; a request made before would not be followed)."""
     agents = len(list(DEFAULT_STATUS_DIR.glob("*.sock")))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        fds = Path(f"/proc/{pid}/fd")
-        sockets = [f for f in fds.iterdir() if os.readlink(f).startswith("socket:")]
+        sockets = [link for link in fd_links(pid) if link.startswith("socket:")]
         if len(sockets) >= agents:
             time.sleep(0.2)  # the requests written, the agents' first answers read
             return

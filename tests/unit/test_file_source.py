@@ -194,6 +194,45 @@ def test_parsing_a_large_directory_leaves_the_event_loop_ticking(tmp_path: Path)
     run(scenario)
 
 
+def test_a_large_file_written_after_a_quick_load_is_parsed_off_the_loop(tmp_path: Path) -> None:
+    # The first load is quick (one Service), so the next would run on the loop if its
+    # time were the only guide; the file written next takes seconds to parse.
+    (tmp_path / "small.yaml").write_text(services_yaml(0, 1))
+    limits = SizeLimits(file_bytes=4 * 2**20, total_bytes=4 * 2**20)
+    source = FileSource(tmp_path, limits=limits)
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        before = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - before)
+            before = now
+
+    async def scenario() -> None:
+        stream = source.snapshots()
+        assert len((await anext(stream)).services) == 1
+        # Loaded once more, quickly, so that the last load's time is a small one.
+        (tmp_path / "small.yaml").write_text(services_yaml(0, 2))
+        assert len((await anext(stream)).services) == 2
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        big = tmp_path / "big.tmp"
+        big.write_text(services_yaml(10, 5000))
+        big.rename(tmp_path / "big.yaml")
+        snapshot = await anext(stream)
+        elapsed = time.monotonic() - start
+        await stream.aclose()
+        await asyncio.sleep(0.05)
+        ticking.cancel()
+        assert len(snapshot.services) == 5002
+        assert max(gaps) < min(0.5, elapsed / 3), (max(gaps), elapsed)
+
+    run(scenario)
+
+
 def test_an_invalid_link_or_a_file_too_large_keeps_the_last_good_snapshot(
     tmp_path: Path,
 ) -> None:

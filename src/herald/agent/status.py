@@ -138,8 +138,15 @@ Observe = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def serve_status(
-    path: Path, status: Callable[[bool], AgentStatus], observe: Observe | None = None
+    path: Path,
+    status: Callable[[bool], AgentStatus],
+    observe: Observe | None = None,
+    frontends: Callable[[], Awaitable[AgentStatus]] | None = None,
 ) -> asyncio.Server:
+    """Answers `status`, `frontends` and `observe` on a unix socket. `frontends`, when
+    given, builds the costly answer off the event loop (the agent's: reading the nft
+    counters lists the whole table, seconds with a large Maglev table, which on the loop
+    stalled BGP past its hold time); `status(True)` is the answer otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -155,6 +162,8 @@ async def serve_status(
                     await observe(request, writer)
                     await writer.drain()
                     return
+            elif request in REQUESTS and REQUESTS[request] and frontends is not None:
+                body = (await frontends()).to_json()
             elif request in REQUESTS:
                 body = status(REQUESTS[request]).to_json()
             else:

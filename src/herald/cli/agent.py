@@ -155,7 +155,9 @@ def agent(
         flows = FlowReader(node, rate=rate)
         flows.start()  # off where NFLOG is unavailable; `herald observe` then says why
         runner = Agent(config, source.open(), flows=flows)
-        server = await serve_status(socket_path(status_dir, node), runner.status, flows.stream)
+        server = await serve_status(
+            socket_path(status_dir, node), runner.status, flows.stream, runner.counted_status
+        )
         exported = AgentMetrics(node, runner.counted_status, flows.header)
         metrics = await serve_metrics_if_asked(metrics_address, exported.exposition)
         if metrics is not None:

@@ -22,10 +22,11 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,8 +53,12 @@ COALESCE_MS = 10
 
 # A load that took less than this last time runs on the event loop: handing it to a worker
 # thread and back costs two thread wake-ups, which on a loaded machine (six agents on two
-# CPUs in the lab) cost more than reading a small directory. Larger ones go to a thread.
+# CPUs in the lab) cost more than reading a small directory. Larger ones go to a thread,
+# and so does any load after a change to a file larger than INLINE_MAX_BYTES (or one that
+# cannot be sized): the last load's time says nothing of a large file just written (a
+# 1,500-endpoint EndpointSlice parsed on the loop stalled agents for seconds, BGP included).
 INLINE_LOAD_SECONDS = 0.002
+INLINE_MAX_BYTES = 16 * 1024
 
 # What herald writes beside the manifests is for herald (and root) alone.
 PRIVATE = 0o600
@@ -163,7 +168,7 @@ class FileSource:
             async for batch in changes:
                 # Reading and parsing a large directory takes seconds: off the event loop,
                 # whose timers (BGP keepalives and hold timers in an agent) must keep running.
-                if self._load_seconds < INLINE_LOAD_SECONDS:
+                if self._load_seconds < INLINE_LOAD_SECONDS and all_small(batch.paths):
                     snapshot = self._timed_load(last)
                 else:
                     snapshot = await asyncio.to_thread(self._timed_load, last)
@@ -356,3 +361,18 @@ def write_atomically(path: Path, text: str, mode: int = PRIVATE) -> None:
 
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_CLOEXEC, PRIVATE)
+
+
+def all_small(paths: Iterable[Path]) -> bool:
+    """Every changed path is a file of at most INLINE_MAX_BYTES, or gone. A directory (the
+    roots after an inotify overflow) or a file that cannot be sized is not small."""
+    for path in paths:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        if not stat.S_ISREG(info.st_mode) or info.st_size > INLINE_MAX_BYTES:
+            return False
+    return True

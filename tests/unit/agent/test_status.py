@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from herald.agent.status import (
@@ -57,3 +58,37 @@ def test_an_agent_that_does_not_answer_is_listed_with_why(tmp_path: Path) -> Non
     (tmp_path / "w2.sock").touch()  # a stale socket file: nobody listens
     (agent,) = query_all(tmp_path)
     assert agent.node == "w2" and agent.error is not None and "no answer" in agent.error
+
+
+def test_a_slow_frontends_answer_is_built_off_the_loop(tmp_path: Path) -> None:
+    # The agent's frontends read the nft counters, seconds with a large Maglev table: the
+    # loop (BGP timers, other status requests) must go on meanwhile.
+    path = socket_path(tmp_path, "w1")
+    release = threading.Event()
+
+    def blocking_read() -> AgentStatus:
+        assert release.wait(10), "never released"
+        return STATUS
+
+    async def frontends() -> AgentStatus:
+        return await asyncio.to_thread(blocking_read)
+
+    def on_loop(_: bool) -> AgentStatus:
+        raise AssertionError("the frontends answer was built on the loop")
+
+    async def main() -> None:
+        server = await serve_status(
+            path, lambda wanted: STATUS if not wanted else on_loop(wanted), None, frontends
+        )
+        try:
+            slow = asyncio.ensure_future(asyncio.to_thread(query, path, 10.0, True))
+            await asyncio.sleep(0.2)
+            # Meanwhile the plain status is answered at once.
+            assert await asyncio.to_thread(query, path, 1.0) == STATUS
+            release.set()
+            assert await slow == STATUS
+        finally:
+            release.set()
+            server.close()
+
+    asyncio.run(main())
