@@ -233,14 +233,6 @@ def test_lab_from_a_topology_file(lab_cleanup: None) -> None:
     assert "Established" in cluster.run_in("router", "birdc", "-s", ctl, "show protocols")
 
 
-BFD = """\
-apiVersion: herald.io/v1alpha1
-kind: BFDProfile
-metadata: {name: lab}
-spec: {transmitInterval: 300, receiveInterval: 300, detectMultiplier: 3}
-"""
-
-
 def bfd_up() -> set[str]:
     out = cluster.run_in(
         "router", "vtysh", "-N", cluster.PREFIX + "router", "-c", "show bfd peers json"
@@ -253,14 +245,7 @@ def test_bfd_takes_a_silent_nodes_next_hop_away_before_the_hold_time(lab_cleanup
     reset, no link down on the router's side; traffic it forwards to its pods still
     passes). The hold time (9 s) would notice after 9 s; BFD at 300 ms x 3 after about a
     second, and the router stops sending the node traffic."""
-    run_demo(SEED, "frr", lambda _: None)
-    bgp = (
-        (SEED / "bgp.yaml")
-        .read_text()
-        .replace("  timers:\n", "  bfdProfileRef: lab\n  timers:\n", 1)
-    )
-    (DEFAULT_MANIFESTS / "bfd.yaml").write_text(BFD)
-    (DEFAULT_MANIFESTS / "bgp.yaml").write_text(bgp)
+    run_demo(SEED, "frr", lambda _: None)  # the seed's peers name a BFDProfile of 300 ms x 3
     cluster.wait_until(lambda: cluster.router_bfd_up() == NODES, 30, "BFD up with every node")
     wait_for_hops(NODES)
     cluster.silence("k8s-worker5")
