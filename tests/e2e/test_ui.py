@@ -112,9 +112,15 @@ def test_an_l2_owner_change_is_shown(lab_cleanup: None) -> None:
         tab(driver, "l2")
         owner = owner_of(vip)
 
+        def row_texts(selector: str) -> list[str]:
+            # Read in one script: the live page replaces its rows between two WebDriver
+            # calls (a row found, then gone: stale element).
+            script = "return [...document.querySelectorAll(arguments[0])].map(r => r.innerText)"
+            return [" ".join(str(text).split()) for text in driver.execute_script(script, selector)]
+
         def owner_shown() -> str | None:
-            for row in driver.find_elements(By.CSS_SELECTOR, "#l2 tbody tr"):
-                cells = row.text.split()
+            for text in row_texts("#l2 tbody tr"):
+                cells = text.split()
                 if cells and cells[0] == vip:
                     return cells[1]
             return None
@@ -124,7 +130,7 @@ def test_an_l2_owner_change_is_shown(lab_cleanup: None) -> None:
         new = owner_of(vip, other_than=owner)
         wait_for(lambda: owner_shown() == new, 20, f"{new} as the new owner")
         changes = wait_for(
-            lambda: [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#l2-changes tbody tr")],
+            lambda: row_texts("#l2-changes tbody tr"),
             10, "the change",
         )  # fmt: skip
         assert any(vip in c and f"{owner} {new}" in c for c in changes), changes
