@@ -162,6 +162,15 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def summary(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of `values` (seconds) in milliseconds."""
+    return {
+        "p50_ms": round(statistics.median(values) * 1000, 1),
+        "p99_ms": round(percentile(values, 99) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=200)
@@ -228,13 +237,6 @@ def main() -> None:
     finally:
         routes.close()
         cluster.down()
-
-    def summary(values: list[float]) -> dict[str, float]:
-        return {
-            "p50_ms": round(statistics.median(values) * 1000, 1),
-            "p99_ms": round(percentile(values, 99) * 1000, 1),
-            "max_ms": round(max(values) * 1000, 1),
-        }
 
     results = {
         **stamp("announce"),

@@ -20,7 +20,6 @@ import argparse
 import ctypes
 import os
 import queue
-import statistics
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from lightkube.types import OnErrorAction, OnErrorResult
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "announce"))
 
-from announce import RouteMonitor, hop_count, percentile
+from announce import RouteMonitor, hop_count, summary
 from herald.cli.source_option import DEFAULT_MANIFESTS
 from herald.lab import cluster
 from herald.sources.kube.kinds import SERVICE
@@ -136,13 +135,6 @@ def main() -> None:
         routes.close()
         join_network(f"/proc/self/fd/{root_fd}")
         cluster.down()
-
-    def summary(values: list[float]) -> dict[str, float]:
-        return {
-            "p50_ms": round(statistics.median(values) * 1000, 1),
-            "p99_ms": round(percentile(values, 99) * 1000, 1),
-            "max_ms": round(max(values) * 1000, 1),
-        }
 
     results = {
         **stamp("kube/announce"),
