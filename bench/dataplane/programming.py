@@ -25,22 +25,44 @@ from dataclasses import replace
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
-from herald.dataplane import maglev
 from herald.dataplane.apply import Datapath, Nft
-from herald.dataplane.model import Backend, DataplaneService, NodeContext, Protocol, ServicePort
+from herald.dataplane.model import (
+    Backend,
+    DataplaneService,
+    NodeContext,
+    Protocol,
+    ServicePort,
+    SessionAffinity,
+)
 from herald.dataplane.netlink_nft import Batch
+from herald.dataplane.render import Rank, render
 from herald.lab.netns import Lab
 from results import record
 
 
-def service(index: int, backends: int) -> DataplaneService:
+def service(index: int, backends: int, tables: str = "shared") -> DataplaneService:
+    """A Service of one port; with `tables="own"` of sessionAffinity ClientIP, which (as
+    DSR) keeps a Maglev table of its own rather than one shared by index."""
     base = int(IPv4Address("198.18.0.0")) + index * backends
+    affinity = SessionAffinity.CLIENT_IP if tables == "own" else SessionAffinity.NONE
     return DataplaneService(
         key=f"bench/svc-{index}",
         vips=(IPv4Address(int(IPv4Address("203.0.0.0")) + index),),
         ports=(ServicePort("http", Protocol.TCP, 80, 8080),),
         backends=tuple(Backend(IPv4Address(base + j), "n1") for j in range(backends)),
+        session_affinity=affinity,
     )
+
+
+def slot_elements(services: Sequence[DataplaneService], node: NodeContext) -> int:
+    """Maglev slots the kernel holds for `services`: the services' own tables and the
+    shared ones."""
+    ruleset = render(services, node)
+    own = sum(len(table.values) for rules in ruleset.services for table in rules.slots)
+    shared = sum(
+        line.count(" : goto ") for o in ruleset.base if o.rank is Rank.SLOT_TABLE for line in o.body
+    )
+    return own + shared
 
 
 def slab_kib() -> int:
@@ -73,6 +95,9 @@ def cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+NODE = NodeContext("n1", 0x5EED)
+
+
 def measure(
     path: str, services: list[DataplaneService], changes: int, labs: ExitStack
 ) -> dict[str, object]:
@@ -84,7 +109,7 @@ def measure(
     lab = labs.enter_context(Lab(prefix=f"nlnft-{path}"))
     lab.host("n1")
     nft = Nft(lab.ns("n1"))
-    datapath = Datapath(NodeContext("n1", 0x5EED), nft, netlink=path == "netlink")
+    datapath = Datapath(NODE, nft, netlink=path == "netlink")
     assert (datapath.elements is not None) == (path == "netlink")
     in_kernel: list[float] = []
     in_netlink: list[float] = []
@@ -179,24 +204,30 @@ def main() -> None:
     parser.add_argument("--backends", type=int, default=10)
     parser.add_argument("--changes", type=int, default=30)
     parser.add_argument("--paths", default="netlink,text", help="netlink, text or both")
+    parser.add_argument(
+        "--tables",
+        choices=("shared", "own"),
+        default="shared",
+        help="shared: plain Services (one Maglev table per backend count); own: "
+        "sessionAffinity ClientIP Services, each with its own table (as DSR)",
+    )
     args = parser.parse_args()
-    services = [service(i, args.backends) for i in range(args.services)]
+    services = [service(i, args.backends, args.tables) for i in range(args.services)]
     result: dict[str, object] = {
         "services": args.services,
         "backends": args.backends,
-        "maglev_map_elements": args.services * maglev.table_size(args.backends),
+        "tables": args.tables,
+        "maglev_slot_elements": slot_elements(services, NODE),
     }
     with ExitStack() as labs:
         for path in args.paths.split(","):
             result[path] = measure(path, services, args.changes, labs)
     result["note"] = (
         "shared 2-CPU machine, other jobs running: +-30%; a change is one backend replaced "
-        "in one service (Maglev moves ~1/N of its slots twice); text: every element through "
+        "in one service (own tables: Maglev moves ~1/N of its slots twice; shared: the "
+        "service's member elements and its entry); text: every element through "
         "nft's parser (the nft command), netlink: declarations through nft, elements as "
         "netlink batches (netlink_nft); *_writing_*: time inside nft or the netlink commit"
     )
-    record(f"programming-{args.services}", result)
-
-
-if __name__ == "__main__":
-    main()
+    suffix = "" if args.tables == "shared" else f"-{args.tables}"
+    record(f"programming-{args.services}{suffix}", result)

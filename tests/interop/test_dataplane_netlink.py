@@ -180,9 +180,9 @@ def test_a_refused_service_is_named_and_the_others_apply(namespaces: dict[str, s
         with pytest.raises(ApplyError) as refused:
             datapath.sync([web(), a, b])
         assert refused.value.services == ("default/b",)
-        backends = nft(name, "list", "map", "inet", "herald", "backends-v4")
-        assert "203.0.113.20 . tcp . 80" in backends
-        assert "203.0.113.21" not in backends
+        members = nft(name, "list", "map", "inet", "herald", "members-v4-0")
+        assert "203.0.113.20 . tcp . 80" in members
+        assert "203.0.113.21" not in members
         assert "203.0.113.21" not in nft(name, "list", "set", "inet", "herald", "vips-v4")
         # The other holder goes: b is retried on the next sync and applies.
         nft(name, "delete", "element", "inet", "herald", "ports-v4", "{ 203.0.113.21 . tcp . 80 }")

@@ -27,6 +27,7 @@ from herald.dataplane.netlink_nft import (
     DeferredBatch,
     NetlinkElements,
     NetlinkUnavailable,
+    element_batches,
     layouts,
     slot_batches,
 )
@@ -53,6 +54,12 @@ RESYNC_CHUNK = 250_000
 # transactions fills them last, once every slot they lead to is in place.
 ENTRY_MAPS = frozenset({("inet", "dnat-v4"), ("inet", "dnat-v6")}) | {
     ("netdev", s) for s in SERVICE_SETS
+}
+# The elements a resync always writes as nft text: the services' keys, whose counters
+# carry over, and the marks a split resync sets and clears.
+TEXT_ELEMENTS = frozenset(("inet", s) for s in SERVICE_SETS) | {
+    ("inet", "unserved-v4"),
+    ("inet", "unserved-v6"),
 }
 
 
@@ -274,7 +281,12 @@ class Datapath:
         changed = [(self.services.get(key), self.desired.get(key)) for key in sorted(touched)]
         changed = [(old, new) for old, new in changed if old is not new and old != new]
         base = self.desired_base()
-        self.add_base(base)
+        try:
+            self.add_base(base)
+        except ApplyError:
+            # Nothing changed in the kernel: every change is tried again on the next sync.
+            self.pending = touched
+            raise
         failed: dict[str, str] = {}
         # All changes in one transaction; if nft refuses it, one service at a time so that
         # the refused one is named and the others still apply.
@@ -479,19 +491,39 @@ def resync_scripts(
 def resync_steps(
     ruleset: Ruleset, counters: Mapping[tuple[str, str], Counter], chunk: int
 ) -> list[str | DeferredBatch]:
-    """`resync_scripts` with the Maglev slots as netlink batches of `chunk` elements
-    between its first transaction (declarations, every served key unserved) and its last
-    (the entry maps): the same order, so no new flow meets a missing slot."""
+    """`resync_scripts` with the elements as netlink batches of `chunk` elements between
+    its first transaction (declarations, the services' counted keys, every served key
+    unserved) and its last (marks cleared, the entry maps): the same order, so no new
+    flow meets a missing element. Elements with counters stay text (the values kept)."""
+    known = layouts(ruleset.base)
+
+    def bulk(e: Element) -> bool:
+        where = (e.family, e.container)
+        return where in known and where not in TEXT_ELEMENTS and where not in ENTRY_MAPS
+
     slots = [s for r in ruleset.services for s in r.slots]
-    if not slots:
+    elements = list(dict.fromkeys(e for r in ruleset.services for e in r.elements if bulk(e)))
+    if not slots and not elements:
         return list(resync_scripts(ruleset, counters, chunk))
-    frame = Ruleset(ruleset.base, tuple(replace(r, slots=()) for r in ruleset.services))
-    # A chunk of 1 forces the split form; the frame has no slots, so it is [first, last].
+    frame = Ruleset(
+        ruleset.base,
+        tuple(
+            replace(r, slots=(), elements=tuple(e for e in r.elements if not bulk(e)))
+            for r in ruleset.services
+        ),
+    )
+    # A chunk of 1 forces the split form; the frame has only the text elements, so it
+    # is [first, last].
     scripts = resync_scripts(frame, counters, 1)
     if len(scripts) != 2:  # a frame of one element: nothing to gain
         return list(resync_scripts(ruleset, counters, chunk))
     first, last = scripts
-    return [first, *slot_batches(layouts(ruleset.base), slots, chunk), last]
+    return [
+        first,
+        *element_batches(known, elements, chunk),
+        *slot_batches(known, slots, chunk),
+        last,
+    ]
 
 
 def element_transaction(

@@ -304,6 +304,20 @@ def slot_batches(
     return [functools.partial(_slot_batch, known, p) for p in plans]
 
 
+def element_batches(
+    known: Mapping[tuple[str, str], Layout], elements: Sequence[Element], chunk: int
+) -> list[DeferredBatch]:
+    """`elements` added in batches of at most `chunk` each, in order."""
+    return [
+        functools.partial(_element_batch, known, elements[i : i + chunk])
+        for i in range(0, len(elements), chunk)
+    ]
+
+
+def _element_batch(known: Mapping[tuple[str, str], Layout], elements: Sequence[Element]) -> Batch:
+    return Batch(known).add(elements)
+
+
 def _slot_batch(
     known: Mapping[tuple[str, str], Layout], plan: Sequence[tuple[SlotMap, int, int]]
 ) -> Batch:

@@ -39,6 +39,8 @@ Layout (docs/datapath.md has a rendered example):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,9 +80,11 @@ class Rank(IntEnum):
     SET = 1
     DATA_MAP = 2
     NODE_CHAIN = 3
-    LOOKUP_CHAIN = 4
-    DISPATCH_MAP = 5
-    BASE_CHAIN = 6
+    MEMBER_CHAIN = 4
+    SLOT_TABLE = 5
+    LOOKUP_CHAIN = 6
+    DISPATCH_MAP = 7
+    BASE_CHAIN = 8
 
 
 @dataclass(frozen=True, order=True)
@@ -504,6 +508,20 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         family_chosen = tuple(b for b in chosen if b.version == f.version)
         family_mine = tuple(b for b in mine if b.version == f.version)
         size = maglev.table_size(len(family_chosen), service.maglev_size)
+        if shareable(service, family_mine):
+            if service.answer_echo:
+                elements += [Element("inet", f"echo-{s}", str(vip)) for vip in vips]
+            weights = tuple(b.weight for b in family_mine)
+            shared = shared_objects(f, weights, size, node.hash_seed, masquerade)
+            chains.update((o.name, o) for o in shared)
+            for key, port in ports.items():
+                elements.append(Element("inet", f"dnat-{s}", key, f"goto {shared[-1].name}"))
+                elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
+                elements += [
+                    Element("inet", members_map(f, index), key, str(b.address))
+                    for index, b in enumerate(family_mine)
+                ]
+            continue
         owners = slot_owners(family_chosen, node.hash_seed, size)
         flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
         if dsr and family_chosen:
@@ -538,6 +556,117 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         tuple(slots),
         tuple(sorted(chains.values())),
     )
+
+
+# A shared table's slots name backends by index: one member chain and map per index, so
+# services with more backends keep a table of their own.
+MEMBER_LIMIT = 64
+
+
+def shareable(service: DataplaneService, backends: Sequence[Backend]) -> bool:
+    """Whether a service port's table may be one shared with every other service of the
+    same backend count and weights: not with DSR, where every node must pick the same
+    backend for a flow whatever backends the other services have, and not with
+    sessionAffinity ClientIP, which must keep a client on its backend when others come
+    and go (an index-keyed table moves most clients when one backend changes; an
+    address-keyed one, about 1/N)."""
+    return (
+        service.forwarding_mode is not ForwardingMode.DSR
+        and service.session_affinity is SessionAffinity.NONE
+        and 0 < len(backends) <= MEMBER_LIMIT
+    )
+
+
+def members_map(f: Family, index: int) -> str:
+    return f"members-{f.suffix}-{index}"
+
+
+@functools.lru_cache(maxsize=512)
+def shared_objects(
+    f: Family, weights: tuple[int, ...], size: int, seed: int, masquerade: bool
+) -> tuple[NftObject, ...]:
+    """The objects of a Maglev table shared by every service port whose usable backends,
+    in `usable` order, have these weights: per index a map `key : address` and a chain
+    that DNATs through it; the table, `slot : goto member-v4-INDEX`; last, the chain a
+    service's `dnat-v4` element leads to, which hashes the flow into the table.
+
+    The table is built over the indexes rather than the addresses, so it is the same for
+    every such service (a node with 10,000 services of 10 backends holds one table, not
+    ten million slots) and on every node with the same backends. When a backend comes or
+    goes, new flows are dealt again over the new table; established ones keep theirs
+    through conntrack."""
+    s = f.suffix
+    objects = []
+    for index in range(len(weights)):
+        members = members_map(f, index)
+        objects += [
+            obj("inet", Rank.DATA_MAP, "map", members, f"typeof {f.key} : {f.header} daddr"),
+            obj(
+                "inet",
+                Rank.MEMBER_CHAIN,
+                "chain",
+                f"member-{s}-{index}",
+                f"dnat {f.header} to {f.key} map @{members} : {f.key} map @ports-{s}",
+            ),
+        ]
+    equal = set(weights) == {1}
+    shape = (
+        f"n{len(weights)}"
+        if equal
+        else "w" + hashlib.sha256(repr(weights).encode()).hexdigest()[:12]
+    )
+    table = maglev.build([(str(i), w) for i, w in enumerate(weights)], seed, size)
+    slots = [f"{slot} : goto member-{s}-{table.owner(slot)}" for slot in range(size)]
+    name = f"{s}-{size}-{shape}"
+    objects.append(
+        obj(
+            "inet",
+            Rank.SLOT_TABLE,
+            "map",
+            f"maglev-{name}",
+            f"typeof {SLOT_TYPE} : verdict",
+            *element_lines(slots),
+        )
+    )
+    label = f"ct label set {MASQUERADE_LABEL} " if masquerade else ""
+    flow_hash = hash_expression(f, SessionAffinity.NONE, size, seed)
+    objects.append(
+        obj(
+            "inet",
+            Rank.LOOKUP_CHAIN,
+            "chain",
+            f"dnat-{s}-{size}-flow-{shape}{'-masquerade' if masquerade else ''}",
+            f"{label}{flow_hash} vmap @maglev-{name}",
+        )
+    )
+    return tuple(objects)
+
+
+def slot_backends(rules: ServiceRules, key: str) -> tuple[str, ...]:
+    """Per slot of the Maglev table of `key` (one of the service's `VIP . protocol . port`
+    in the inet table), the backend a new flow hashed to that slot is DNATed to: its own
+    slots, or a shared table's read through the service's member maps. Empty when the key
+    is not DNATed here."""
+    own = next((m for m in rules.slots if m.family == "inet" and m.prefix == key), None)
+    if own is not None:
+        return own.values
+    entry = next(
+        (e for e in rules.elements if e.container.startswith("dnat-") and e.key == key), None
+    )
+    objects = {o.name: o for o in rules.chains}
+    chain = objects.get(entry.value.removeprefix("goto ")) if entry else None
+    if chain is None or "vmap @" not in chain.body[-1]:
+        return ()
+    table = objects[chain.body[-1].rpartition("@")[2]]
+    members = {e.container: e.value for e in rules.elements if e.key == key}
+    chosen = {}
+    for line in table.body:
+        for element in line.strip().rstrip(",").split(", "):
+            slot, colon, target = element.partition(" : goto member-")
+            if colon:
+                family, _, index = target.rpartition("-")
+                chosen[int(slot)] = members[f"members-{family}-{index}"]
+    return tuple(chosen[slot] for slot in range(len(chosen)))
 
 
 def slot_owners(backends: Sequence[Backend], seed: int, size: int) -> tuple[str, ...]:

@@ -21,8 +21,8 @@ from herald.dataplane.apply import (
     remove_elements,
     resync_scripts,
 )
-from herald.dataplane.model import Backend, ForwardingMode
-from herald.dataplane.render import ServiceRules, render, render_service
+from herald.dataplane.model import Backend, ForwardingMode, SessionAffinity
+from herald.dataplane.render import ServiceRules, render, render_service, slot_backends
 
 
 class FakeNft:
@@ -70,9 +70,20 @@ def test_new_service_adds_only_elements() -> None:
         "add element inet herald dnat-v4 { 203.0.113.10 . tcp . 80 : goto dnat-v4-509-flow-"
         in script
     )
-    assert "203.0.113.10 . tcp . 80 . 508 : " in script, "every Maglev slot"
+    for index, backend in enumerate(("198.18.1.2", "198.18.1.3", "198.18.2.2")):
+        assert (
+            f"add element inet herald members-v4-{index} {{ 203.0.113.10 . tcp . 80 : {backend} }}"
+            in script
+        ), "one member element per backend, in `usable` order"
+    assert " . 508 : " not in script, "the table is shared, not the service's"
     assert "delete" not in script
     assert all(line.startswith("add element") for line in script.splitlines())
+
+
+def test_a_client_ip_service_adds_a_table_of_its_own() -> None:
+    script = change(None, render_service(web(session_affinity=SessionAffinity.CLIENT_IP), NODE))
+    assert "203.0.113.10 . tcp . 80 . 508 : " in script, "every Maglev slot"
+    assert "members-v4" not in script
 
 
 def test_removed_service_deletes_its_elements_and_keeps_shared_vips() -> None:
@@ -83,13 +94,44 @@ def test_removed_service_deletes_its_elements_and_keeps_shared_vips() -> None:
     assert "delete element inet herald services-v4 { 203.0.113.10 . tcp . 80 }" in lines
     assert not any("vips-v4" in line for line in lines), "mail still uses the VIP"
     assert all(line.startswith("delete element") for line in lines)
-    assert "203.0.113.10 . tcp . 80 . 508" in script
+    assert "delete element inet herald members-v4-2 { 203.0.113.10 . tcp . 80 }" in lines
+
+
+def test_services_with_as_many_backends_share_one_table() -> None:
+    rules = [
+        render_service(web(key=f"default/s{i}", vips=(ip_address(f"203.0.113.{i}"),)), NODE)
+        for i in range(3)
+    ]
+    assert rules[0].chains == rules[1].chains == rules[2].chains
+    other = render_service(web(backends=THREE[:2]), NODE)
+    assert {c.name for c in other.chains}.isdisjoint(
+        {c.name for c in rules[0].chains if "maglev" in c.name or "dnat" in c.name}
+    )
+    ruleset = render(
+        [web(key=f"default/s{i}", vips=(ip_address(f"203.0.113.{i}"),)) for i in range(100)], NODE
+    )
+    assert sum(o.name.startswith("maglev-") for o in ruleset.base) == 1
+    slots = sum(line.count(" : goto member-") for o in ruleset.base for line in o.body)
+    assert slots == 509, "one table of 509 slots for 100 services"
+
+
+def test_a_shared_table_change_rewrites_the_members_and_the_entry_only() -> None:
+    four = (*THREE, Backend(ip_address("198.18.2.3"), "n2"))
+    old = render_service(web(backends=four), NODE)
+    new = render_service(web(backends=THREE), NODE)  # the same table size, 509
+    deletions, additions = element_changes([(old, new)], collections.Counter(old.elements))
+    assert {e.container for e in deletions} == {"dnat-v4", "members-v4-3"}
+    assert [(e.container, e.value) for e in additions] == [
+        ("dnat-v4", "goto dnat-v4-509-flow-n3-masquerade")
+    ]
+    assert slot_backends(new, "203.0.113.10 . tcp . 80").count("198.18.2.3") == 0
 
 
 def test_changed_backends_rewrite_only_the_moved_slots() -> None:
     four = (*THREE, Backend(ip_address("198.18.2.3"), "n2"))
-    old = render_service(web(backends=four), NODE)
-    new = render_service(web(backends=THREE), NODE)  # the same table size, 509
+    affinity = SessionAffinity.CLIENT_IP  # a table of its own, keyed by the addresses
+    old = render_service(web(backends=four, session_affinity=affinity), NODE)
+    new = render_service(web(backends=THREE, session_affinity=affinity), NODE)  # 509 slots
     deletions, additions = element_changes([(old, new)], collections.Counter(old.elements))
     assert {e.container for e in (*deletions, *additions)} == {"backends-v4"}
     assert {e.key for e in deletions} == {e.key for e in additions}
@@ -98,14 +140,21 @@ def test_changed_backends_rewrite_only_the_moved_slots() -> None:
 
 
 def test_changed_table_size_replaces_the_slots_and_the_dnat_chain() -> None:
-    old = render_service(web(), NODE)
-    new = render_service(web(maglev_size=1021), NODE)
+    affinity = SessionAffinity.CLIENT_IP
+    old = render_service(web(session_affinity=affinity), NODE)
+    new = render_service(web(maglev_size=1021, session_affinity=affinity), NODE)
     deletions, additions = element_changes([(old, new)], collections.Counter(old.elements))
     assert sum(e.container == "backends-v4" for e in deletions) == 509
     assert sum(e.container == "backends-v4" for e in additions) == 1021
     assert [e.value for e in additions if e.container == "dnat-v4"] == [
-        "goto dnat-v4-1021-flow-masquerade"
+        "goto dnat-v4-1021-client-masquerade"
     ]
+    shared = render_service(web(maglev_size=1021), NODE)
+    deletions, additions = element_changes([(render_service(web(), NODE), shared)], {})
+    assert [e.value for e in additions if e.container == "dnat-v4"] == [
+        "goto dnat-v4-1021-flow-n3-masquerade"
+    ]
+    assert not any(e.container.startswith("members-") for e in (*deletions, *additions))
 
 
 def test_one_transaction_for_all_changed_services() -> None:
@@ -191,7 +240,14 @@ def test_resync_keeps_counter_values() -> None:
 
 
 def test_a_large_resync_fills_slots_in_chunks_and_opens_services_last() -> None:
-    services = [web(key=f"default/s{i}", vips=(ip_address(f"203.0.113.{i}"),)) for i in range(4)]
+    services = [
+        web(
+            key=f"default/s{i}",
+            vips=(ip_address(f"203.0.113.{i}"),),
+            session_affinity=SessionAffinity.CLIENT_IP,  # tables of their own
+        )
+        for i in range(4)
+    ]
     scripts = resync_scripts(render(services, NODE), {}, chunk=600)
     assert len(scripts) == 1 + 4 * 509 // 600 + 1 + 1
     first, *slots, last = scripts

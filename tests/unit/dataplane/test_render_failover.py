@@ -22,7 +22,7 @@ from herald.dataplane.model import (
     Peers,
     TrafficPolicy,
 )
-from herald.dataplane.render import NftObject, render, render_service
+from herald.dataplane.render import NftObject, render, render_service, slot_backends
 
 MACS = frozenset({"02:00:00:00:00:22", "02:00:00:00:00:23"})
 THREE_NODES = NodeContext(
@@ -119,8 +119,15 @@ def on(name: str) -> NodeContext:
 
 
 def slot_values(service: DataplaneService, node: NodeContext) -> dict[str, tuple[str, ...]]:
-    """{container: values} of a service's slot maps for its one port, on `node`."""
-    return {s.container: s.values for s in render_service(service, node).slots}
+    """{container: values} of a service's slot maps for its one port, on `node`: the
+    netdev sets of the slots each other node owns, and as `backends-v4` the backend each
+    slot DNATs to here."""
+    rules = render_service(service, node)
+    values = {s.container: s.values for s in rules.slots if s.family == "netdev"}
+    (key,) = {e.key for e in rules.elements if e.container == "services-v4"}
+    if dnat := slot_backends(rules, key):
+        values["backends-v4"] = dnat
+    return values
 
 
 def entered_at(service: DataplaneService, entry: str) -> list[str]:
@@ -172,7 +179,8 @@ def test_local_dsr_never_dnats_to_another_nodes_backend() -> None:
     # The slots it forwards are n2's only: n3 has no backend.
     assert set(mine) == {"backends-v4", "node/n2/slots-v4"}
     # Where the cluster-wide table gives a slot to n1, n1 DNATs to that slot's backend.
-    cluster = slot_values(web(backends=SPREAD), on("n1"))["backends-v4"]
+    dsr = web(backends=SPREAD, forwarding_mode=ForwardingMode.DSR)
+    cluster = slot_values(dsr, on("n1"))["backends-v4"]
     for slot, backend in enumerate(cluster):
         if backend != "198.18.2.2":
             assert mine["backends-v4"][slot] == backend
