@@ -231,3 +231,7 @@ def main() -> None:
     )
     suffix = "" if args.tables == "shared" else f"-{args.tables}"
     record(f"programming-{args.services}{suffix}", result)
+
+
+if __name__ == "__main__":
+    main()

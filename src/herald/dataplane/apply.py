@@ -176,32 +176,35 @@ class Datapath:
 
     def render(self, services: Iterable[DataplaneService]) -> set[str]:
         """Update the desired state; the keys of the services whose rules may differ."""
-        fresh = {}
-        touched = set()
+        incoming = {service.key: service for service in services}
+        rendered = self.rendered
+        # The one pass over every service: identity first, so an unchanged service costs a
+        # lookup (this loop is most of a one-service change at 10,000 services).
+        changed = [
+            service
+            for key, service in incoming.items()
+            if (seen := rendered.get(key)) is None
+            or (seen[0] is not service and seen[0] != service)
+        ]
+        touched = rendered.keys() - incoming.keys()
+        for key in touched:
+            del rendered[key]
         self.unrenderable = {}
-        for service in services:
-            seen = self.rendered.get(service.key)
-            if seen is not None and (seen[0] is service or seen[0] == service):
-                fresh[service.key] = seen
-                continue
+        for service in changed:
             try:
-                fresh[service.key] = (service, render_service(service, self.node))
+                rendered[service.key] = (service, render_service(service, self.node))
             except ValueError as err:
                 # This node cannot forward it as asked (DSR without an uplink, a table
                 # too small for its backends): its previous rules, if any, stay.
                 self.unrenderable[service.key] = str(err)
-                if seen is not None:
-                    fresh[service.key] = seen
                 continue
             touched.add(service.key)
-        touched |= self.rendered.keys() - fresh.keys()
-        self.rendered = fresh
         # A changed service gives up its claims and competes again, with the ones refused
         # before, for the claims nobody else holds: a service that did not change keeps
         # its VIP:ports.
         for key in touched:
             self.release(key)
-        contenders = [fresh[k][1] for k in touched | self.conflicts.keys() if k in fresh]
+        contenders = [rendered[k][1] for k in touched | self.conflicts.keys() if k in rendered]
         kept, self.conflicts = without_conflicts(contenders, self.services.keys(), self.owners)
         for rules in kept:
             self.desired[rules.key] = rules
