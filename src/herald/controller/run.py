@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from herald.api.core import Service, ServiceStatus
 from herald.api.pool import LoadBalancerIPPool, PoolStatus
-from herald.controller.reconcile import IPAMReconciler, statuses
+from herald.controller.reconcile import IPAMReconciler
 from herald.ipam import Allocation, PoolUsage
 from herald.sources.base import Source
 from herald.sources.files import object_key
@@ -46,7 +46,7 @@ async def run_controller(
             if observe is not None:
                 observe(allocations, usage)
             now = rfc3339(time.time())
-            services, pools = statuses(allocations, usage, snapshot, written[1], now)
+            services, pools = reconciler.statuses(allocations, usage, snapshot, written[1], now)
             objects: list[Service | LoadBalancerIPPool] = [*snapshot.services, *snapshot.pools]
             first_seen = {
                 object_key(obj): obj.metadata.creation_timestamp or now for obj in objects
