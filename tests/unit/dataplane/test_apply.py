@@ -306,3 +306,26 @@ def test_a_dsr_service_is_counted_once() -> None:
     dp = datapath(fake)
     dp.sync([web(forwarding_mode=ForwardingMode.DSR)])
     assert dp.counters() == {"default/web": Counter(7, 420)}
+
+
+def test_a_shared_table_comes_with_its_first_service_and_goes_with_its_last() -> None:
+    fake = FakeNft()
+    dp = datapath(fake)
+    dp.sync([web()])
+    dp.sync([web(backends=THREE[:2])])  # two backends: a table of 251 slots
+    create, change, remove = fake.scripts[1:]
+    assert "map maglev-v4-251-n2 {" in create and "chain dnat-v4-251-flow-n2-masquerade" in create
+    assert "goto dnat-v4-251-flow-n2-masquerade" in change
+    for gone in (
+        "chain inet herald dnat-v4-509-flow-n3-masquerade",
+        "map inet herald maglev-v4-509-n3",
+        "chain inet herald member-v4-2",
+        "map inet herald members-v4-2",
+    ):
+        assert f"delete {gone}\n" in remove
+    # Referrers go first: the chain that uses the table, the table, the member chains.
+    order = [remove.index(f"delete {gone}") for gone in ("chain inet herald dnat-v4-509",
+             "map inet herald maglev-v4", "chain inet herald member-v4-2",
+             "map inet herald members-v4-2")]  # fmt: skip
+    assert order == sorted(order)
+    assert "member-v4-1" not in remove, "index 1 still has a service"
