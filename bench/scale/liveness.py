@@ -1,4 +1,5 @@
-"""L2 liveness at cluster scale: what every agent heartbeating every other costs (n²).
+"""L2 liveness at cluster scale: what every agent heartbeating every other costs (n²), and
+what SWIM-style membership (src/herald/l2/swim.py) costs and detects instead.
 
 From the code (src/herald/l2/heartbeat.py): each agent sends one datagram to each of its
 n - 1 peers every `interval` (100 ms by default), each carrying the VIPs the sender owns;
@@ -13,6 +14,16 @@ process's loop does (twice per wake-up: per datagram when they arrive one at a t
 READ_BUDGET datagrams when they queue). The CPU time of that protocol work, plus
 `sendto`/`recvfrom` on a loopback UDP socket per datagram, gives the share of one core a
 node's heartbeat process needs, between those two bounds.
+
+SWIM is run whole, every member of the cluster, on the fake-clock network of its unit
+tests (tests/unit/l2/swim_network.py: 0.3-0.7 ms latency, no loss): warmed up as after a
+long run (each member got the others' records in SYNC datagrams, as a starting member
+does), then `--swim-seconds` of steady state give the datagrams and bytes each member
+sends and receives per second and the protocol's CPU per member; then `--kills` members are
+killed one after another, and for each the time from its death to each live member
+declaring it DEAD is recorded (the distribution over every observer of every kill). A last
+run, at the smallest size, puts 20% loss on one member for `--lossy-seconds` per seed and
+counts false DEAD declarations (the rate of false positives).
 
     .venv/bin/python bench/scale/liveness.py --json bench/results/liveness.json
 """
@@ -29,9 +40,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for stamp
+# tests/unit/, for the SWIM members' in-memory network (l2.swim_network)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "unit"))
 
-from herald.l2.heartbeat import Config, Heartbeat, Message, encode
+from l2.swim_network import SwimNetwork
+
+from herald.l2.heartbeat import Config, Heartbeat, Message, PeerState, encode
 from herald.l2.heartbeat_process import READ_BUDGET
+from herald.l2.swim import Config as SwimConfig
 from stamp import publish, stamp
 
 KEY = b"k" * 32
@@ -160,16 +176,111 @@ def row(
     }
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def swim_row(nodes: int, seconds: float, kills: int, vips_per_node: int) -> dict[str, Any]:
+    net = SwimNetwork(nodes, seed=nodes)
+    for i, node in enumerate(net.names):
+        net.members[node].set_owned(vips_of(i, vips_per_node), 0.0)
+    net.warm()
+    assert net.converged(), "SWIM cluster did not converge while warming up"
+    sent, sent_bytes, received = (
+        sum(net.sent.values()),
+        sum(net.sent_bytes.values()),
+        sum(net.received.values()),
+    )
+    start, cpu = net.now, time.process_time()
+    net.run_until(start + seconds)
+    cpu = time.process_time() - cpu
+    sent = sum(net.sent.values()) - sent
+    sent_bytes = sum(net.sent_bytes.values()) - sent_bytes
+    received = sum(net.received.values()) - received
+    per_node_s = nodes * seconds
+    payload = sent_bytes / sent
+    frame = payload + UDP_IP + ETHERNET
+    detection: list[float] = []
+    first: list[float] = []
+    steady = net.now
+    for k in range(kills):
+        victim = net.names[(k * 7919 + 13) % nodes]
+        # Kills fall at different phases of the probe rounds.
+        net.run_until(net.now + 0.5 + 0.0137 * k)
+        net.kill(victim)
+        killed = net.now
+        net.run_until(killed + 2.0)
+        declared = net.declared(victim, PeerState.DEAD, killed)
+        missing = set(net.live()) - set(declared)
+        assert not missing, f"{len(missing)} members never declared {victim} dead"
+        times = [at - killed for at in declared.values()]
+        detection += times
+        first.append(min(times))
+    false = net.false_deaths(steady, net.live())
+    packets = sent / per_node_s
+    return {
+        "nodes": nodes,
+        "vips_per_node": vips_per_node,
+        "packets_per_node_per_s_sent": round(packets, 1),
+        "packets_per_node_per_s_received": round(received / per_node_s, 1),
+        "payload_bytes_mean": round(payload, 1),
+        "bits_per_node_per_s_sent_on_wire": round(packets * (frame + WIRE_EXTRA) * 8),
+        "segment_packets_per_s": round(packets * nodes),
+        "protocol_cpu_us_per_node_per_s": round(cpu / per_node_s * 1e6),
+        "kills": kills,
+        "detection_s_every_observer": {
+            "p50": round(percentile(detection, 0.5), 3),
+            "p99": round(percentile(detection, 0.99), 3),
+            "max": round(max(detection), 3),
+        },
+        "detection_s_first_observer": {
+            "min": round(min(first), 3),
+            "max": round(max(first), 3),
+        },
+        "false_deaths": len(false),
+    }
+
+
+def swim_false_positives(nodes: int, seeds: int, seconds: float, loss: float) -> dict[str, Any]:
+    false = 0
+    for seed in range(seeds):
+        net = SwimNetwork(nodes, seed=1000 + seed, jitter=0.003)
+        net.warm()
+        net.loss[net.names[seed % nodes]] = loss
+        start = net.now
+        net.run_until(start + seconds)
+        false += len(net.false_deaths(start, net.live()))
+    return {
+        "nodes": nodes,
+        "lossy_member_loss_each_way": loss,
+        "runs": seeds,
+        "seconds_each": seconds,
+        "false_deaths": false,
+        "false_deaths_per_lossy_node_hour": round(false / (seeds * seconds) * 3600, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--vips-per-node", type=int, default=1)
     parser.add_argument("--intervals", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--swim-seconds", type=float, default=2.0)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--lossy-runs", type=int, default=20)
+    parser.add_argument("--lossy-seconds", type=float, default=30.0)
+    parser.add_argument("--lossy-rate", type=float, default=0.2)
     args = parser.parse_args()
     size = len(encode(Message(name(0), 1, 1, 0, vips=vips_of(0, args.vips_per_node)), KEY))
     sockets = socket_cost(20000, size)
     rows = [row(n, args.intervals, args.vips_per_node, sockets) for n in args.nodes]
+    swim_rows = [swim_row(n, args.swim_seconds, args.kills, args.vips_per_node) for n in args.nodes]
+    lossy = swim_false_positives(
+        min(args.nodes), args.lossy_runs, args.lossy_seconds, args.lossy_rate
+    )
+    swim_config = SwimConfig(node="x", key=KEY, incarnation=1)
     publish(
         {
             **stamp("scale-liveness"),
@@ -177,6 +288,25 @@ def main() -> None:
             "interval_s": Config(node="x", key=KEY, incarnation=1).interval,
             "loopback_socket_us": {k: round(v, 2) for k, v in sockets.items()},
             "results": rows,
+            "swim": {
+                "config": {
+                    k: getattr(swim_config, k)
+                    for k in (
+                        "interval",
+                        "probe_timeout",
+                        "indirect_probes",
+                        "suspicion_min",
+                        "suspicion_max",
+                        "confirmations",
+                        "gossip_interval",
+                        "gossip_fanout",
+                        "retransmit_mult",
+                        "reconnect_interval",
+                    )
+                },
+                "results": swim_rows,
+                "false_positives": lossy,
+            },
         },
         args.json,
     )

@@ -4,12 +4,14 @@
 
 Appends one line per peer state change to EVENTS_FILE: `<CLOCK_MONOTONIC seconds> <peer>
 <state>` (the monotonic clock is the same in every namespace, so the test compares it with
-its own). SIGTERM leaves gracefully (peers are told); SIGKILL is a crash.
+its own). SIGTERM leaves gracefully (peers are told); SIGKILL is a crash. The membership
+protocol is HERALD_L2_MEMBERSHIP's ("heartbeat" when unset, or "swim").
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -31,7 +33,9 @@ async def main(
                 out.write(f"{time.monotonic():.6f} {event.node} {event.after}\n")
 
         liveness = await Liveness.open(
-            start_config(node, read_key_file(key)),
+            start_config(
+                node, read_key_file(key), os.environ.get("HERALD_L2_MEMBERSHIP", "heartbeat")
+            ),
             addresses,
             (bind, DEFAULT_PORT),
             record,

@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -27,25 +27,32 @@ NODES = {"n1": "192.0.2.21", "n2": "192.0.2.22"}
 
 
 class Agents:
-    def __init__(self, lab: Lab, scratch: Path) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        scratch: Path,
+        nodes: Mapping[str, str] = NODES,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.lab, self.scratch = lab, scratch
+        self.nodes, self.env = nodes, env
         self.key = scratch / "key"
         create_key_file(self.key)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, node: str) -> None:
-        peers = [f"{n}={a}" for n, a in NODES.items() if n != node]
+        peers = [f"{n}={a}" for n, a in self.nodes.items() if n != node]
         argv = [
             sys.executable,
             RUNNER,
             str(AGENT_TIMEOUT),
             node,
-            NODES[node],
+            self.nodes[node],
             str(self.key),
             str(self.events(node)),
             *peers,
         ]
-        self.processes[node] = self.lab.spawn(node, argv)
+        self.processes[node] = self.lab.spawn(node, argv, env=self.env)
 
     def events(self, node: str) -> Path:
         return self.scratch / f"{node}.events"

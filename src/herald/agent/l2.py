@@ -43,6 +43,9 @@ class L2Config:
     interval: float = 0.1
     multiplier: int = 5
     port: int = DEFAULT_PORT
+    # "heartbeat" (every node to every other; `interval` and `multiplier` apply) or "swim"
+    # (O(1) datagrams per node: `l2/swim.py`, with its own defaults).
+    membership: str = "heartbeat"
 
 
 def servable_only(
@@ -134,25 +137,27 @@ class L2Announcements:
     async def _open(self, plan: L2Plan, address: IPAddress | None) -> None:
         assert self.config.key is not None  # apply refuses L2 without one
         announcer = Announcer(self.node, await asyncio.to_thread(self._links))
-        config = start_config(
-            self.node,
-            self.config.key,
-            interval=self.config.interval,
-            multiplier=self.config.multiplier,
+        settings = (
+            {}
+            if self.config.membership == "swim"
+            else {"interval": self.config.interval, "multiplier": self.config.multiplier}
         )
+        config = start_config(self.node, self.config.key, self.config.membership, **settings)
         announcer.on_failed = self._failed
         await announcer.open(config, self._peers(plan), (str(address), self.config.port))
         self._announcer, self._bind = announcer, address
         self._opened_at = time.monotonic()
         self._failure = None
         log.info(
-            "event=l2_started node=%s bind=%s:%d peers=%d interval=%.3f multiplier=%d",
+            "event=l2_started node=%s bind=%s:%d peers=%d membership=%s interval=%.3f "
+            "detection=%.3f",
             self.node,
             address,
             self.config.port,
             len(plan.members) - 1,
-            self.config.interval,
-            self.config.multiplier,
+            self.config.membership,
+            config.interval,
+            config.detection_time,
         )
 
     def _peers(self, plan: L2Plan) -> dict[str, tuple[str, int]]:

@@ -21,6 +21,7 @@ from herald.cli.output import output_option, print_json, print_table
 from herald.cli.source_option import SourceChoice, source_options
 from herald.dataplane.model import ForwardingMode
 from herald.l2.key import ENV_KEY, ENV_KEY_FILE, HeartbeatKeyError, load_key
+from herald.l2.liveness import MEMBERSHIPS
 from herald.metrics.agent import AgentMetrics
 from herald.metrics.server import serve_metrics_if_asked
 from herald.observe.reader import FlowReader
@@ -83,6 +84,15 @@ status_dir_option = click.option(
     help="UDP port of L2 heartbeats on the node addresses.",
 )  # fmt: skip
 @click.option(
+    "--l2-membership",
+    type=click.Choice(MEMBERSHIPS),
+    default=L2Config.membership,
+    show_default=True,
+    help="How agents watch each other: every node heartbeats every other (heartbeat; "
+    "--l2-interval and --l2-multiplier apply), or SWIM probing and gossip (swim: O(1) "
+    "datagrams per node, for large clusters; every node must use the same).",
+)
+@click.option(
     "--flow-rate",
     default=f"{FlowRate().per_second}/s",
     show_default=True,
@@ -118,6 +128,7 @@ def agent(
     l2_interval: float,
     l2_multiplier: int,
     l2_port: int,
+    l2_membership: str,
     flow_rate: str,
     flow_burst: int,
     bfd_process: str,
@@ -145,7 +156,7 @@ def agent(
         node=node,
         interface=interface,
         default_forwarding=ForwardingMode(forwarding),
-        l2=L2Config(key, l2_interval, l2_multiplier, l2_port),
+        l2=L2Config(key, l2_interval, l2_multiplier, l2_port, l2_membership),
         bfd_socket=socket_of(status_dir, node),
         bfd_spawn=bfd_process == "spawn",
     )

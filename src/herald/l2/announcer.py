@@ -24,6 +24,7 @@ from herald.l2.owners import Owner
 from herald.l2.ownership import ANNOUNCE_AT, Damping, Ownership
 from herald.l2.policy import Announcement, address_order
 from herald.l2.responder import Responder
+from herald.l2.swim import Config as SwimConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class Announcer:
         # Told when the heartbeat process ends: the owner decides whether to start again.
         self.on_failed: Callable[[BaseException], None] | None = None
 
-    async def open(self, config: Config, peers: Mapping[str, Address], bind: Address) -> None:
+    async def open(
+        self, config: Config | SwimConfig, peers: Mapping[str, Address], bind: Address
+    ) -> None:
         self._liveness = await Liveness.open(
             config, peers, bind, self._on_event, self._on_liveness_failed
         )

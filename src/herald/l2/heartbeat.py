@@ -36,6 +36,7 @@ import struct
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntFlag, StrEnum
+from typing import Protocol
 
 from herald.dataplane.model import IPAddress
 
@@ -95,10 +96,30 @@ def encode(message: Message, key: bytes) -> bytes:
             bytes((VERSION, flags, len(name))),
             name,
             _FIXED.pack(message.incarnation, message.sequence, message.timestamp_ms, len(vips)),
-            *(bytes((vip.version,)) + vip.packed for vip in vips),
+            pack_vips(vips),
         ]
     )
+    return seal(body, key)
+
+
+def seal(body: bytes, key: bytes) -> bytes:
+    """`body` with its HMAC-SHA256 appended (every L2 liveness datagram is sealed so)."""
     return body + hmac.digest(key, body, hashlib.sha256)
+
+
+def unseal(data: bytes, key: bytes) -> bytes:
+    """The body of a sealed datagram; HeartbeatError unless the HMAC matches."""
+    if len(data) < MAC_SIZE:
+        raise HeartbeatError("shorter than its HMAC")
+    body, mac = data[:-MAC_SIZE], data[-MAC_SIZE:]
+    if not hmac.compare_digest(mac, hmac.digest(key, body, hashlib.sha256)):
+        raise HeartbeatError("bad HMAC (wrong key or altered)")
+    return body
+
+
+def pack_vips(vips: Iterable[IPAddress]) -> bytes:
+    """VIPs as the wire carries them (the count goes before, in the caller's header)."""
+    return b"".join(bytes((vip.version,)) + vip.packed for vip in vips)
 
 
 def decode(data: bytes, key: bytes) -> Message:
@@ -107,10 +128,8 @@ def decode(data: bytes, key: bytes) -> Message:
         raise HeartbeatError(f"datagram of {len(data)} bytes is over {MAX_DATAGRAM}")
     if len(data) < len(MAGIC) + 3 + _FIXED.size + MAC_SIZE or data[:4] != MAGIC:
         raise HeartbeatError("not a heartbeat")
-    body, mac = data[:-MAC_SIZE], data[-MAC_SIZE:]
     # Authenticate before reading further: nothing unauthenticated is interpreted.
-    if not hmac.compare_digest(mac, hmac.digest(key, body, hashlib.sha256)):
-        raise HeartbeatError("bad HMAC (wrong key or altered)")
+    body = unseal(data, key)
     version, flags, name_length = body[4], body[5], body[6]
     if version != VERSION:
         raise HeartbeatError(f"version {version}, expected {VERSION}")
@@ -120,7 +139,7 @@ def decode(data: bytes, key: bytes) -> Message:
         incarnation, sequence, timestamp, count = _FIXED.unpack_from(body, offset)
     except (UnicodeDecodeError, struct.error) as error:
         raise HeartbeatError(f"malformed header: {error}") from None
-    vips, offset = _vips(body, offset + _FIXED.size, count)
+    vips, offset = read_vips(body, offset + _FIXED.size, count)
     if offset != len(body):
         raise HeartbeatError(f"{len(body) - offset} bytes after the VIP list")
     return Message(
@@ -133,7 +152,7 @@ def decode(data: bytes, key: bytes) -> Message:
     )
 
 
-def _vips(body: bytes, offset: int, count: int) -> tuple[tuple[IPAddress, ...], int]:
+def read_vips(body: bytes, offset: int, count: int) -> tuple[tuple[IPAddress, ...], int]:
     vips: list[IPAddress] = []
     for _ in range(count):
         family = body[offset : offset + 1]
@@ -222,8 +241,74 @@ class _Peer:
     left: bool = False
 
 
+class _Named(Protocol):
+    @property
+    def node(self) -> str: ...
+    @property
+    def detection_time(self) -> float: ...
+
+
+class _Known(Protocol):
+    @property
+    def state(self) -> PeerState: ...
+    @property
+    def vips(self) -> frozenset[IPAddress]: ...
+    @property
+    def left(self) -> bool: ...
+
+
+class PeerTable:
+    """What a membership protocol answers from its table of peers, the same for the
+    heartbeat and for SWIM (`swim.Swim`): the view ownership reads."""
+
+    config: _Named
+    started: float
+    owned: frozenset[IPAddress]
+    peers: Mapping[str, _Known]
+
+    def heard(self, now: float | None = None) -> frozenset[str]:
+        raise NotImplementedError
+
+    def state_of(self, node: str) -> PeerState:
+        return PeerState.ALIVE if node == self.config.node else self.peers[node].state
+
+    def live(self) -> frozenset[str]:
+        """This node and the peers not declared dead (suspects count: one late heartbeat
+        or one failed probe must not move VIPs)."""
+        return frozenset(
+            [self.config.node]
+            + [n for n, p in self.peers.items() if p.state in (PeerState.ALIVE, PeerState.SUSPECT)]
+        )
+
+    def settled(self, now: float) -> bool:
+        """True once every peer had the time to be heard: before that, an agent that has
+        just started must not take VIPs from peers it simply has not heard yet."""
+        return now >= self.started + self.config.detection_time
+
+    def claims(self) -> dict[str, Collection[IPAddress]]:
+        """VIPs each live node says it owns, this node included."""
+        live = self.live()
+        claims: dict[str, Collection[IPAddress]] = {self.config.node: self.owned}
+        claims.update({n: p.vips for n, p in self.peers.items() if n in live})
+        return claims
+
+    def left(self) -> frozenset[str]:
+        """The dead peers whose last word was LEAVING."""
+        return frozenset(n for n, p in self.peers.items() if p.left and p.state is PeerState.DEAD)
+
+    def view(self, now: float) -> View:
+        return View(
+            self.live(),
+            self.heard(now),
+            len(self.peers),
+            self.claims(),
+            self.settled(now),
+            self.left(),
+        )
+
+
 @dataclass
-class Heartbeat:
+class Heartbeat(PeerTable):
     """One agent's side of the protocol: its peers' states and its own sending schedule."""
 
     config: Config
@@ -332,46 +417,10 @@ class Heartbeat:
         out, self.outbox = self.outbox, []
         return out
 
-    def state_of(self, node: str) -> PeerState:
-        return PeerState.ALIVE if node == self.config.node else self.peers[node].state
-
-    def live(self) -> frozenset[str]:
-        """This node and the peers not declared dead (suspects count: one late heartbeat
-        must not move VIPs)."""
-        return frozenset(
-            [self.config.node]
-            + [n for n, p in self.peers.items() if p.state in (PeerState.ALIVE, PeerState.SUSPECT)]
-        )
-
-    def heard(self) -> frozenset[str]:
-        """The peers heard within the last two intervals (ALIVE, not even suspect)."""
+    def heard(self, now: float | None = None) -> frozenset[str]:
+        """The peers heard within the last two intervals (ALIVE, not even suspect); `now`
+        changes nothing here (states change on the timer)."""
         return frozenset(n for n, p in self.peers.items() if p.state is PeerState.ALIVE)
-
-    def settled(self, now: float) -> bool:
-        """True once every peer had the time to be heard: before that, an agent that has
-        just started must not take VIPs from peers it simply has not heard yet."""
-        return now >= self.started + self.config.detection_time
-
-    def claims(self) -> dict[str, Collection[IPAddress]]:
-        """VIPs each live node says it owns, this node included."""
-        live = self.live()
-        claims: dict[str, Collection[IPAddress]] = {self.config.node: self.owned}
-        claims.update({n: p.vips for n, p in self.peers.items() if n in live})
-        return claims
-
-    def left(self) -> frozenset[str]:
-        """The dead peers whose last word was LEAVING."""
-        return frozenset(n for n, p in self.peers.items() if p.left and p.state is PeerState.DEAD)
-
-    def view(self, now: float) -> View:
-        return View(
-            self.live(),
-            self.heard(),
-            len(self.peers),
-            self.claims(),
-            self.settled(now),
-            self.left(),
-        )
 
     # -- internals -------------------------------------------------------------------
 

@@ -37,9 +37,19 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from herald.l2.heartbeat import MAX_DATAGRAM, Address, Event, Heartbeat, Rejected
+from herald.l2.heartbeat import MAX_DATAGRAM, Address, Config, Event, Heartbeat, Rejected
+from herald.l2.swim import MAX_DATAGRAM as SWIM_MAX_DATAGRAM
+from herald.l2.swim import Config as SwimConfig
+from herald.l2.swim import Swim
 
 log = logging.getLogger(__name__)
+
+# Either membership protocol: the all-to-all heartbeat, or SWIM (`swim.py`); the config the
+# agent sends says which.
+Core = Heartbeat | Swim
+# Read buffer: a datagram of either protocol fits, so an oversized one is seen (and rejected)
+# whole instead of truncated.
+RECEIVE_SIZE = max(MAX_DATAGRAM, SWIM_MAX_DATAGRAM) + 1
 
 # Datagrams read per wake-up at most, so that a flood cannot keep the timer (and this
 # node's own heartbeats) from running.
@@ -58,7 +68,13 @@ ICMP_ERRNOS = frozenset(
 )
 
 
-def view_of(beat: Heartbeat) -> dict[str, Any]:
+def core_for(config: Config | SwimConfig, started: float) -> Core:
+    if isinstance(config, SwimConfig):
+        return Swim(config, started=started)
+    return Heartbeat(config, started=started)
+
+
+def view_of(beat: Core) -> dict[str, Any]:
     """What the agent reads of the core (plain data: it crosses the socket pair)."""
     return {
         "live": beat.live(),
@@ -89,7 +105,7 @@ def frame(message: object) -> bytes:
 
 class Server:
     def __init__(
-        self, conn: Connection, sock: socket.socket, beat: Heartbeat, agent_timeout: float
+        self, conn: Connection, sock: socket.socket, beat: Core, agent_timeout: float
     ) -> None:
         self.conn = conn
         self.sock = sock
@@ -174,7 +190,7 @@ class Server:
         received: list[tuple[bytes, Address]] = []
         for _ in range(READ_BUDGET):
             try:
-                data, addr = self.sock.recvfrom(MAX_DATAGRAM + 1)
+                data, addr = self.sock.recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -235,7 +251,7 @@ def main(fd: int) -> None:
     except OSError as err:
         conn.send(("error", f"heartbeat socket {bind[0]}:{bind[1]}: {err}"))
         return
-    beat = Heartbeat(config, started=started)
+    beat = core_for(config, started)
     beat.set_peers(peers)
     conn.send(("ready", None, view_of(beat)))
     server = Server(conn, sock, beat, agent_timeout)

@@ -22,6 +22,7 @@ from typing import Any
 
 from herald.dataplane.model import IPAddress
 from herald.l2.heartbeat import Address, Config, Event, PeerChanged, View
+from herald.l2.swim import Config as SwimConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,19 @@ _STOP_TIMEOUT = 2.0
 DEFAULT_AGENT_TIMEOUT = 5.0
 
 
-def start_config(node: str, key: bytes, **settings: float | int | None) -> Config:
+MEMBERSHIPS = ("heartbeat", "swim")
+
+
+def start_config(
+    node: str, key: bytes, membership: str = "heartbeat", **settings: float | int | None
+) -> Config | SwimConfig:
     """A Config for an agent starting now: its incarnation is the wall clock in ms, so it
-    grows across restarts, and timestamps follow the wall clock."""
-    return Config(
+    grows across restarts, and timestamps follow the wall clock. `membership` picks the
+    protocol: "heartbeat" (every node to every other) or "swim" (`swim.py`)."""
+    if membership not in MEMBERSHIPS:
+        raise ValueError(f"L2 membership {membership!r}: one of {', '.join(MEMBERSHIPS)}")
+    kind = SwimConfig if membership == "swim" else Config
+    return kind(
         node=node,
         key=key,
         incarnation=time.time_ns() // 1_000_000,
@@ -54,7 +64,7 @@ class Liveness:
 
     def __init__(
         self,
-        config: Config,
+        config: Config | SwimConfig,
         started: float,
         process: subprocess.Popen[bytes],
         conn: Connection,
@@ -75,7 +85,7 @@ class Liveness:
     @classmethod
     async def open(
         cls,
-        config: Config,
+        config: Config | SwimConfig,
         peers: Mapping[str, Address],
         bind: Address,
         on_event: Callable[[Event], None] | None = None,
