@@ -18,16 +18,28 @@ be.
 This is the only place that turns API objects into what the speaker, the L2 announcer and
 the datapath consume, validated: a Service, peer or policy that cannot be translated
 becomes a problem naming it, and every other object is still planned.
+
+A node plans every snapshot, and one change in a cluster of 10,000 Services must not cost
+10,000 Services: the plan is kept, in a PlanMemory, as each Service's share of the routes,
+the datapath and the problems, and the next snapshot (which hands unchanged objects on)
+replaces only the shares of the Services it changed. The result is the same as a plan from
+nothing, which is what the first plan and a change of a cluster-wide object make.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import ipaddress
+import itertools
+import operator
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
 
 from herald.addresses import address_order, network_order
 from herald.api.bfd import BFDProfileSpec
@@ -157,94 +169,342 @@ def plan_node(
     state: ClusterState,
     node_name: str,
     default_forwarding: ForwardingMode = ForwardingMode.SNAT,
+    memory: PlanMemory | None = None,
 ) -> NodePlan:
-    problems: list[str] = []
-    node = _node(state, node_name)
-    services = [svc for svc in state.services if is_handled(svc) and lb_addresses(svc)]
-    endpoints = state.endpoint_slices_by_service
-    derived = {svc.key: _derive(svc, endpoints.get(svc.key, ())) for svc in services}
-    for gone in _derived.keys() - derived.keys():
-        del _derived[gone]
-    servable = {key: d.serves(node_name) for key, d in derived.items()}
-    # Sessions of one peer config announce the same routes: found once per config.
-    session_routes: dict[tuple[str | None, frozenset[int]], tuple[int, Routes, Carries]] = {}
-    peers: list[PeerPlan] = []
-    announced: dict[str, set[IPAddress]] = {}
-    wanted: dict[str, set[IPAddress]] = {}
-    for config in state.bgp_cluster_configs:
-        if not matches(config.spec.node_selector, node.metadata.labels):
-            continue
-        for instance in config.spec.bgp_instances:
-            subject = f"BGPClusterConfig {config.metadata.name} instance {instance.name}"
-            speaker_id = instance.router_id or router_id(node)
-            if speaker_id is None:
-                problems.append(
-                    f"{subject}: no routerID and node {node_name} has no IPv4 InternalIP; "
-                    "set spec.bgpInstances[].routerID; its peers are not started"
-                )
-                continue
-            speaker = SpeakerKey(instance.name, instance.local_asn, speaker_id, instance.local_port)
-            for peer in instance.peers:
-                where = f"{subject} peer {peer.name}"
-                try:
-                    spec = _peer_config(state, peer)
-                    config_ = _speaker_peer(state, peer, spec, node, problems)
-                except (ValueError, KeyError) as err:
-                    problems.append(f"{where}: {_reason(err)}; not started")
-                    continue
-                carried = _carried(config_)
-                shared = (peer.peer_config_ref.name if peer.peer_config_ref else None, carried)
-                if shared not in session_routes:
-                    found = _routes(
-                        state, spec, carried, services, servable, node, announced, wanted
-                    )
-                    ordered = sorted(found.routes.items(), key=lambda r: network_order(r[0]))
-                    carries = tuple(
-                        (network, tuple(sorted(found.carries[network], key=address_order)))
-                        for network, _ in ordered
-                        if network in found.carries
-                    )
-                    session_routes[shared] = (len(found.held), tuple(ordered), carries)
-                held, routes, carries = session_routes[shared]
-                if held:
-                    problems.append(
-                        f"{where}: {held} IPv6 routes not announced: family ipv6 "
-                        f"over IPv4 transport needs an IPv6 next hop and node {node_name} has "
-                        "no IPv6 InternalIP"
-                    )
-                peers.append(PeerPlan(speaker, peer.name, config_, routes, carries))
-    problems += _unannounced(services, servable, wanted, announced, node_name)
-    dataplane = []
-    for svc in sorted(services, key=lambda s: s.key):
+    """The plan of `node_name` for `state`. `memory` is what its caller keeps from one plan
+    of the node to the next (see PlanMemory); without one, the memory kept here for the last
+    few nodes planned is used."""
+    if memory is None:
+        memory = _memory_of(node_name, default_forwarding)
+    return memory.plan(state, node_name, default_forwarding)
+
+
+class PlanMemory:
+    """What the plans of one node remember from one snapshot to the next, owned by whoever
+    plans (the agent, for its node): the last snapshot and, per Service, what it gave the
+    routes, the datapath and the problems. A snapshot that hands unchanged objects on (the
+    same instances, as the Kubernetes source does) is planned in the time of its changed
+    Services and EndpointSlices, with the same result as a plan from nothing
+    (tests/unit/agent/test_plan_incremental.py).
+
+    The plan starts from nothing when there is nothing to follow: the first plan, another
+    node or forwarding mode, a changed BGPClusterConfig, BGPPeerConfig, BGPAdvertisement,
+    Secret or BFDProfile, a change of this node's labels, addresses or pod CIDRs, a snapshot
+    that reorders its EndpointSlices or holds one Service key twice, or a plan that raised.
+    The L2 part is planned whole every time (`l2.policy.announcements` reads every
+    Service).
+    """
+
+    def __init__(self) -> None:
+        self._planned: _Planned | None = None
+        # The web view plans in worker threads: one plan at a time changes a memory.
+        self._lock = threading.Lock()
+
+    def plan(self, state: ClusterState, node_name: str, mode: ForwardingMode) -> NodePlan:
+        with self._lock:
+            # Taken out while it changes: a plan that raises leaves nothing half-updated.
+            planned, self._planned = self._planned, None
+            if planned is None or not planned.follow(state, node_name, mode):
+                planned = _Planned(state, node_name, mode)
+            plan = planned.result(state)
+            self._planned = planned
+            return plan
+
+
+# The memories of callers that keep none (`herald explain` plans node after node): a few
+# nodes, since each holds a snapshot's worth of routes and Services.
+_MEMORIES = 4
+_memories: OrderedDict[tuple[str, ForwardingMode], PlanMemory] = OrderedDict()
+
+
+_memories_lock = threading.Lock()
+
+
+def _memory_of(node_name: str, mode: ForwardingMode) -> PlanMemory:
+    key = (node_name, mode)
+    with _memories_lock:
+        memory = _memories.pop(key, None) or PlanMemory()
+        _memories[key] = memory
+        while len(_memories) > _MEMORIES:
+            _memories.popitem(last=False)
+        return memory
+
+
+# Kinds whose change re-plans every Service (rare objects, read by every route).
+_CLUSTER_WIDE = (
+    "bgp_cluster_configs",
+    "bgp_peer_configs",
+    "bgp_advertisements",
+    "secrets",
+    "bfd_profiles",
+)
+# More changed positions than this in a snapshot's list: compared as sets of objects.
+_FEW = 64
+
+
+class _Planned:
+    """One node's plan of the last snapshot, kept in the parts a change touches: each
+    Service's share of the routes, the datapath's Services and the problems, each kept in
+    its final order."""
+
+    def __init__(self, state: ClusterState, node_name: str, mode: ForwardingMode) -> None:
+        self.node_name = node_name
+        self.mode = mode
+        self.state = state
+        self.node_object = _node_object(state, node_name)
+        self.node = self.node_object or _unlisted_node(node_name)
+        self.sessions = _Sessions(state, self.node)
+        self.services = {svc.key: svc for svc in state.services}
+        self.slices = dict(state.endpoint_slices_by_service)
+        # Where each EndpointSlice is in the snapshot: a Service's slices keep that order.
+        self.slice_at = dict(zip(map(id, state.endpoint_slices), itertools.count()))
+        # A Service key or EndpointSlice listed twice (no source does it): planned whole.
+        self.followable = len(self.services) == len(state.services) and len(self.slice_at) == len(
+            state.endpoint_slices
+        )
+        # Per Service herald handles: its share of each peer config's routes.
+        self.entries: dict[str, dict[_Shared, _Contribution]] = {}
+        self.dataplane: _Sorted[str, DataplaneService] = _Sorted(_itself)
+        self.unannounced: _Sorted[str, tuple[str, ...]] = _Sorted(_itself)
+        self.refused: _Sorted[str, tuple[str, ...]] = _Sorted(_itself)
+        for key, svc in self.services.items():
+            self._learn(key, svc)
+        for gone in _derived.keys() - self.entries.keys():
+            del _derived[gone]
+
+    def follow(self, state: ClusterState, node_name: str, mode: ForwardingMode) -> bool:
+        """Take `state` in, planning again only what changed since the last snapshot; False
+        when the plan must start from nothing (this one is then left half-updated)."""
+        if not self.followable or (node_name, mode) != (self.node_name, self.mode):
+            return False
+        old, self.state = self.state, state
+        if state is old:
+            return True
+        if not all(_same(getattr(old, kind), getattr(state, kind)) for kind in _CLUSTER_WIDE):
+            return False
+        if not _same(old.nodes, state.nodes):
+            node_object = _node_object(state, node_name)
+            # Kubelets rewrite their Node's conditions: only what a plan reads counts.
+            if _node_facts(node_object) != _node_facts(self.node_object):
+                return False
+            self.node_object = node_object
+            self.node = node_object or self.node
+        slices = self._slices_changed(old.endpoint_slices, state.endpoint_slices)
+        if slices is None:
+            return False
+        affected = self._regroup(*slices)
+        removed, added = _changed(old.services, state.services)
+        for svc in removed:
+            affected.add(svc.key)
+            if self.services.get(svc.key) is svc:
+                del self.services[svc.key]
+        for svc in added:
+            affected.add(svc.key)
+            self.services[svc.key] = svc
+        if len(self.services) != len(state.services):
+            return False
+        for key in affected:
+            self._forget(key)
+            current = self.services.get(key)
+            if current is not None:
+                self._learn(key, current)
+            if key not in self.entries:
+                _derived.pop(key, None)
+        return True
+
+    def result(self, state: ClusterState) -> NodePlan:
+        self.sessions.settle()
+        problems = self.sessions.problems(self.node_name)
+        problems += itertools.chain.from_iterable(self.unannounced.values())
+        problems += itertools.chain.from_iterable(self.refused.values())
         try:
-            translated = derived[svc.key].translated(
-                frozenset(announced.get(svc.key, ())), default_forwarding
-            )
+            l2 = _l2_plan(state, self.node, problems)
         except ValueError as err:
-            problems.append(f"Service {svc.key}: {_reason(err)}; not forwarded on this node")
-            continue
-        problems += translated[1]
-        if translated[0] is not None:
-            dataplane.append(translated[0])
-    try:
-        l2 = _l2_plan(state, node, problems)
-    except ValueError as err:
-        problems.append(f"L2AnnouncementPolicy: {_reason(err)}; no L2 announcements")
-        l2 = None
-    aggregates = {
-        n
-        for _, _, carries in session_routes.values()
-        for n, _ in carries
-        if n.prefixlen < n.max_prefixlen
-    }
-    return NodePlan(
-        node=node_name,
-        aggregates=tuple(sorted(aggregates, key=network_order)),
-        peers=tuple(sorted(peers, key=lambda p: p.key)),
-        services=tuple(dataplane),
-        l2=l2,
-        problems=tuple(problems),
+            problems.append(f"L2AnnouncementPolicy: {_reason(err)}; no L2 announcements")
+            l2 = None
+        return NodePlan(
+            node=self.node_name,
+            aggregates=self.sessions.aggregates(),
+            peers=self.sessions.peers(),
+            services=self.dataplane.values(),
+            l2=l2,
+            problems=tuple(problems),
+        )
+
+    def _slices_changed(
+        self, old: tuple[EndpointSlice, ...], new: tuple[EndpointSlice, ...]
+    ) -> tuple[list[EndpointSlice], list[EndpointSlice]] | None:
+        """(removed, added) EndpointSlices, `slice_at` moved on to `new`; None when the
+        snapshot reorders them or lists one twice."""
+        if old is new:
+            return [], []
+        at = _differing(old, new)
+        if at is not None:
+            removed = [old[i] for i in at]
+            for eps in removed:
+                del self.slice_at[id(eps)]
+            for i in at:
+                self.slice_at[id(new[i])] = i
+            return (removed, [new[i] for i in at]) if len(self.slice_at) == len(new) else None
+        slice_at = dict(zip(map(id, new), itertools.count()))
+        if len(slice_at) != len(new):
+            return None
+        kept = cast("list[int]", list(filter(_is_position, map(slice_at.get, map(id, old)))))
+        if any(map(operator.gt, kept, itertools.islice(kept, 1, None))):
+            return None
+        removed = [old[self.slice_at[i]] for i in self.slice_at.keys() - slice_at.keys()]
+        added = [new[slice_at[i]] for i in slice_at.keys() - self.slice_at.keys()]
+        self.slice_at = slice_at
+        return removed, added
+
+    def _regroup(self, removed: list[EndpointSlice], added: list[EndpointSlice]) -> set[str]:
+        """The Services whose EndpointSlices changed, their groups updated."""
+        gone = {id(eps) for eps in removed}
+        joined: dict[str, list[EndpointSlice]] = {eps.service_key: [] for eps in removed}
+        for eps in added:
+            joined.setdefault(eps.service_key, []).append(eps)
+        for key, arrived in joined.items():
+            members = [eps for eps in self.slices.get(key, ()) if id(eps) not in gone]
+            members += arrived
+            members.sort(key=lambda eps: self.slice_at[id(eps)])
+            if members:
+                self.slices[key] = tuple(members)
+            else:
+                self.slices.pop(key, None)
+        return set(joined)
+
+    def _learn(self, key: str, svc: Service) -> None:
+        """Plan one Service: its routes, its datapath Service and its problems."""
+        if not (is_handled(svc) and lb_addresses(svc)):
+            return
+        derived = _derive(svc, self.slices.get(key, ()))
+        servable = derived.serves(self.node_name)
+        shares = self.entries[key] = self.sessions.add(svc, servable)
+        announced = _union([share.announced for share in shares.values()])
+        wanted = _union([share.wanted for share in shares.values()])
+        if servable and wanted - announced:
+            self.unannounced.put(key, _unannounced(key, wanted - announced, self.node_name))
+        try:
+            found, problems = derived.translated(announced, self.mode)
+        except ValueError as err:
+            self.refused.put(key, (f"Service {key}: {_reason(err)}; not forwarded on this node",))
+            return
+        if problems:
+            self.refused.put(key, tuple(problems))
+        if found is not None:
+            self.dataplane.put(key, found)
+
+    def _forget(self, key: str) -> None:
+        shares = self.entries.pop(key, None)
+        if shares:
+            self.sessions.withdraw(shares)
+        self.dataplane.pop(key)
+        self.unannounced.pop(key)
+        self.refused.pop(key)
+
+
+def _same(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    """The same objects, in the same order (compared by identity, at C speed)."""
+    return old is new or (len(old) == len(new) and all(map(operator.is_, old, new)))
+
+
+def _differing(old: tuple[object, ...], new: tuple[object, ...]) -> list[int] | None:
+    """The positions where two lists of one length hold other objects; None when the
+    lengths differ or they are many (then compared as sets)."""
+    if len(old) != len(new):
+        return None
+    at = list(itertools.compress(itertools.count(), map(operator.is_not, old, new)))
+    return at if len(at) <= _FEW else None
+
+
+def _changed(
+    old: tuple[Service, ...], new: tuple[Service, ...]
+) -> tuple[list[Service], list[Service]]:
+    """(removed, added) objects between two lists, by identity."""
+    at = _differing(old, new)
+    if at is not None:
+        return [old[i] for i in at], [new[i] for i in at]
+    before = dict(zip(map(id, old), old, strict=True))
+    after = dict(zip(map(id, new), new, strict=True))
+    return (
+        [before[i] for i in before.keys() - after.keys()],
+        [after[i] for i in after.keys() - before.keys()],
     )
+
+
+_is_position: Callable[[object], bool] = functools.partial(operator.is_not, None)
+
+
+def _union(sets: list[frozenset[IPAddress]]) -> frozenset[IPAddress]:
+    return sets[0] if len(sets) == 1 else frozenset().union(*sets)
+
+
+def _itself(key: str) -> str:
+    return key
+
+
+def _unannounced(key: str, missing: frozenset[IPAddress], node: str) -> tuple[str, ...]:
+    """Addresses an advertisement selects that no session of this node can carry (an IPv6
+    address where every selecting session is IPv4 only): said, never skipped silently."""
+    return tuple(
+        f"Service {key}: {address} is selected by a BGPAdvertisement but no BGP "
+        f"session of node {node} announces it: no session has family "
+        f"ipv{address.version} with that advertisement, or (IPv6 over IPv4 "
+        "transport) the node has no IPv6 next hop"
+        for address in sorted(missing, key=address_order)
+    )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Sorted(Generic[K, V]):
+    """Values in the order of their keys, kept in order as they change: after a change the
+    plan copies its tuples (C speed) instead of sorting every value again."""
+
+    def __init__(self, order: Callable[[K], Any]) -> None:
+        self._order = order
+        self._values: dict[K, V] = {}
+        # Filled by the first `values()`: before it, values are only collected (a first
+        # plan sorts once rather than inserting one by one).
+        self._orders: list[Any] | None = None
+        self._items: list[V] = []
+        self._tuple: tuple[V, ...] | None = None
+
+    def put(self, key: K, value: V) -> None:
+        if self._orders is not None:
+            order = self._order(key)
+            at = bisect.bisect_left(self._orders, order)
+            if key in self._values:
+                self._items[at] = value
+            else:
+                self._orders.insert(at, order)
+                self._items.insert(at, value)
+        self._values[key] = value
+        self._tuple = None
+
+    def pop(self, key: K) -> None:
+        if key not in self._values:
+            return
+        del self._values[key]
+        if self._orders is not None:
+            at = bisect.bisect_left(self._orders, self._order(key))
+            del self._orders[at]
+            del self._items[at]
+        self._tuple = None
+
+    def values(self) -> tuple[V, ...]:
+        if self._tuple is None:
+            if self._orders is None:
+                ordered = sorted(
+                    ((self._order(k), v) for k, v in self._values.items()),
+                    key=operator.itemgetter(0),
+                )
+                self._orders = [order for order, _ in ordered]
+                self._items = [value for _, value in ordered]
+            self._tuple = tuple(self._items)
+        return self._tuple
 
 
 @dataclass
@@ -278,8 +538,10 @@ class _Derived:
 
 # Each Service's derived results from the previous plans, by Service key, reused while the
 # Service and its EndpointSlices are the very objects they came from: API objects are frozen
-# and the Kubernetes source hands unchanged ones on, so after one change only the changed
-# Service is derived again (bench/scale/plan.py: this was most of a 10,000-Service plan).
+# and the Kubernetes source hands unchanged ones on. Shared by every node's PlanMemory, so
+# that a process planning node after node (`herald explain`) derives each Service once; a
+# plan from nothing keeps only its snapshot's Services, a following plan drops the ones it
+# saw removed.
 _derived: dict[str, _Derived] = {}
 
 
@@ -323,77 +585,286 @@ def _l2_plan(state: ClusterState, node: Node, problems: list[str]) -> L2Plan | N
 
 # -- BGP ---------------------------------------------------------------------------------
 
-
-@dataclass
-class _SessionRoutes:
-    routes: dict[IPNetwork, RouteAttributes] = field(default_factory=dict)
-    # Routes of a family the session has but cannot carry (see `_carried`).
-    held: set[IPNetwork] = field(default_factory=set)
-    # The Service addresses each route announces (an aggregate carries several).
-    carries: dict[IPNetwork, set[IPAddress]] = field(default_factory=dict)
+# Sessions of one peer config (None: no peerConfigRef) that carry the same IP versions
+# announce the same routes: one route table each.
+_Shared = tuple[str | None, frozenset[int]]
+# (route, its attributes, the Service address it announces: None for a pod CIDR)
+_Route = tuple[IPNetwork, RouteAttributes, IPAddress | None]
 
 
-def _routes(
-    state: ClusterState,
-    spec: BGPPeerConfigSpec,
-    carried: frozenset[int],
-    services: list[Service],
-    servable: Mapping[str, bool],
-    node: Node,
-    announced: dict[str, set[IPAddress]],
-    wanted: dict[str, set[IPAddress]],
-) -> _SessionRoutes:
-    """The routes of one session. `announced` and `wanted` collect, per Service, the
-    addresses it announces and the ones its advertisements select for any family."""
-    found = _SessionRoutes()
-    for family in spec.families:
-        version = 4 if family.afi == "ipv4" else 6
-        if family.advertisements is None:
-            continue
-        for advertisement_object in state.bgp_advertisements:
-            if not matches(family.advertisements, advertisement_object.metadata.labels):
+@dataclass(frozen=True, slots=True)
+class _Contribution:
+    """What one Service (or the node's pod CIDRs) gives one route table."""
+
+    routes: tuple[_Route, ...] = ()
+    # Routes of a family the sessions have but cannot carry (see `_carried`).
+    held: tuple[IPNetwork, ...] = ()
+    # The Service's addresses the table announces, and those its advertisements select for
+    # any family (the difference is said: `_unannounced`).
+    announced: frozenset[IPAddress] = frozenset()
+    wanted: frozenset[IPAddress] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A place in the problems for a session's count of routes held back."""
+
+    where: str
+    shared: _Shared
+
+
+class _Sessions:
+    """This node's BGP sessions, what their configs got wrong, and their route tables."""
+
+    def __init__(self, state: ClusterState, node: Node) -> None:
+        self.items: list[str | _Held] = []
+        self.sessions: list[tuple[SpeakerKey, str, PeerConfig, _Shared]] = []
+        self.tables: dict[_Shared, _RouteTable] = {}
+        name = node.metadata.name
+        for config in state.bgp_cluster_configs:
+            if not matches(config.spec.node_selector, node.metadata.labels):
                 continue
-            for advertisement in advertisement_object.spec.advertisements:
-                attributes = _attributes(advertisement.attributes)
-                for network, service_key, address in _prefixes(
-                    advertisement, services, servable, node
-                ):
-                    if service_key is not None and address is not None:
-                        wanted.setdefault(service_key, set()).add(address)
-                    if network.version != version:
+            for instance in config.spec.bgp_instances:
+                subject = f"BGPClusterConfig {config.metadata.name} instance {instance.name}"
+                speaker_id = instance.router_id or router_id(node)
+                if speaker_id is None:
+                    self.items.append(
+                        f"{subject}: no routerID and node {name} has no IPv4 InternalIP; "
+                        "set spec.bgpInstances[].routerID; its peers are not started"
+                    )
+                    continue
+                speaker = SpeakerKey(
+                    instance.name, instance.local_asn, speaker_id, instance.local_port
+                )
+                for peer in instance.peers:
+                    where = f"{subject} peer {peer.name}"
+                    problems: list[str] = []
+                    try:
+                        spec = _peer_config(state, peer)
+                        config_ = _speaker_peer(state, peer, spec, node, problems)
+                    except (ValueError, KeyError) as err:
+                        self.items += problems
+                        self.items.append(f"{where}: {_reason(err)}; not started")
                         continue
-                    if version not in carried:
-                        found.held.add(network)
-                        continue
-                    found.routes[network] = _merge(found.routes.get(network), attributes)
-                    if service_key is not None and address is not None:
-                        announced.setdefault(service_key, set()).add(address)
-                        found.carries.setdefault(network, set()).add(address)
-    return found
+                    self.items += problems
+                    carried = _carried(config_)
+                    shared = (peer.peer_config_ref.name if peer.peer_config_ref else None, carried)
+                    if shared not in self.tables:
+                        self.tables[shared] = _RouteTable(state, spec, carried, node)
+                    self.items.append(_Held(where, shared))
+                    self.sessions.append((speaker, peer.name, config_, shared))
+
+    def add(self, svc: Service, servable: bool) -> dict[_Shared, _Contribution]:
+        """Add a Service's routes to every table; its share of each, to withdraw it later."""
+        if not servable or svc.spec.load_balancer_class not in (None, LB_CLASS_BGP):
+            return {}
+        labels = service_labels(svc)
+        shares = {}
+        for shared, table in self.tables.items():
+            share = table.share(svc, labels)
+            if share is not None:
+                table.add(share)
+                shares[shared] = share
+        return shares
+
+    def withdraw(self, shares: Mapping[_Shared, _Contribution]) -> None:
+        for shared, share in shares.items():
+            self.tables[shared].withdraw(share)
+
+    def settle(self) -> None:
+        for table in self.tables.values():
+            table.settle()
+
+    def problems(self, node_name: str) -> list[str]:
+        problems = []
+        for item in self.items:
+            if isinstance(item, str):
+                problems.append(item)
+            elif held := len(self.tables[item.shared].held):
+                problems.append(
+                    f"{item.where}: {held} IPv6 routes not announced: family ipv6 "
+                    f"over IPv4 transport needs an IPv6 next hop and node {node_name} has "
+                    "no IPv6 InternalIP"
+                )
+        return problems
+
+    def peers(self) -> tuple[PeerPlan, ...]:
+        peers = (
+            PeerPlan(
+                speaker,
+                name,
+                config,
+                self.tables[shared].routes.values(),
+                self.tables[shared].carries.values(),
+            )
+            for speaker, name, config, shared in self.sessions
+        )
+        return tuple(sorted(peers, key=lambda p: p.key))
+
+    def aggregates(self) -> tuple[IPNetwork, ...]:
+        """Covering prefixes that carry Service addresses (aggregation)."""
+        found = set().union(*(table.aggregated for table in self.tables.values()))
+        return tuple(sorted(found, key=network_order))
 
 
-def _prefixes(
-    advertisement: Advertisement,
-    services: list[Service],
-    servable: Mapping[str, bool],
-    node: Node,
-) -> Iterable[tuple[IPNetwork, str | None, IPAddress | None]]:
-    """(route, Service key, the Service's address it announces) of an advertisement; an
-    address goes in its covering prefix when the advertisement aggregates."""
-    if advertisement.advertisement_type == "PodCIDR":
-        for cidr in node.spec.pod_cidrs or ((node.spec.pod_cidr,) if node.spec.pod_cidr else ()):
-            yield ipaddress.ip_network(cidr, strict=False), None, None
-        return
-    kinds = advertisement.service.addresses if advertisement.service else ("LoadBalancerIP",)
-    for svc in services:
-        if not servable[svc.key] or not matches(advertisement.selector, service_labels(svc)):
-            continue
-        if svc.spec.load_balancer_class not in (None, LB_CLASS_BGP):
-            continue
-        for text in _addresses(svc, kinds):
-            address = parse_address(text)
-            length = advertisement.prefix_length(address.version)
-            yield _covering(address, length), svc.key, address
+class _RouteTable:
+    """The routes of the sessions of one peer config: each route's attributes merged over
+    every advertisement of it, kept per route, so that a Service's change merges again only
+    the routes it takes part in."""
+
+    def __init__(
+        self, state: ClusterState, spec: BGPPeerConfigSpec, carried: frozenset[int], node: Node
+    ) -> None:
+        self.carried = carried
+        # (IP version of the family, advertisement, its attributes), for Services.
+        self.selections: list[tuple[int, Advertisement, RouteAttributes]] = []
+        pod_routes: list[_Route] = []
+        pod_held: list[IPNetwork] = []
+        for family in spec.families:
+            version = 4 if family.afi == "ipv4" else 6
+            if family.advertisements is None:
+                continue
+            for advertisement_object in state.bgp_advertisements:
+                if not matches(family.advertisements, advertisement_object.metadata.labels):
+                    continue
+                for advertisement in advertisement_object.spec.advertisements:
+                    attributes = _attributes(advertisement.attributes)
+                    if advertisement.advertisement_type != "PodCIDR":
+                        self.selections.append((version, advertisement, attributes))
+                        continue
+                    for network in _pod_cidrs(node):
+                        if network.version != version:
+                            continue
+                        if version not in carried:
+                            pod_held.append(network)
+                        else:
+                            pod_routes.append((network, attributes, None))
+        self.routes: _Sorted[IPNetwork, tuple[IPNetwork, RouteAttributes]]
+        self.routes = _Sorted(network_order)
+        self.carries: _Sorted[IPNetwork, tuple[IPNetwork, tuple[IPAddress, ...]]]
+        self.carries = _Sorted(network_order)
+        # Per route, how many times each attributes value and Service address take part,
+        # and, once it carries more than one, its addresses in order (an aggregate may carry
+        # thousands; most routes carry one, and a first plan makes 10,000 of them).
+        self._attributes: dict[IPNetwork, dict[RouteAttributes, int]] = {}
+        self._addresses: dict[IPNetwork, dict[IPAddress, int]] = {}
+        self._ordered: dict[IPNetwork, _Sorted[IPAddress, IPAddress]] = {}
+        self.held: dict[IPNetwork, int] = {}
+        self.aggregated: set[IPNetwork] = set()
+        self._dirty: set[IPNetwork] = set()
+        self.add(_Contribution(tuple(pod_routes), tuple(pod_held)))
+
+    def share(self, svc: Service, labels: Mapping[str, str]) -> _Contribution | None:
+        """The routes the advertisements give a Service that can be served from the node;
+        an address goes in its covering prefix when the advertisement aggregates."""
+        routes: list[_Route] = []
+        held: list[IPNetwork] = []
+        announced: set[IPAddress] = set()
+        wanted: set[IPAddress] = set()
+        for version, advertisement, attributes in self.selections:
+            if not matches(advertisement.selector, labels):
+                continue
+            kinds = advertisement.service.addresses if advertisement.service else _LB_IP
+            for text in _addresses(svc, kinds):
+                address = parse_address(text)
+                network = _covering(address, advertisement.prefix_length(address.version))
+                wanted.add(address)
+                if network.version != version:
+                    continue
+                if version not in self.carried:
+                    held.append(network)
+                    continue
+                routes.append((network, attributes, address))
+                announced.add(address)
+        if not (routes or held or wanted):
+            return None
+        selected = frozenset(wanted)
+        # Usually every selected address is announced: one set for both (a first plan keeps
+        # one per Service, and fewer objects mean fewer full collections).
+        carried = selected if announced == wanted else frozenset(announced)
+        return _Contribution(tuple(routes), tuple(held), carried, selected)
+
+    def add(self, share: _Contribution) -> None:
+        for network, attributes, address in share.routes:
+            _count(self._attributes.setdefault(network, {}), attributes, 1)
+            if address is not None:
+                counts = self._addresses.setdefault(network, {})
+                if counts and address not in counts:
+                    ordered = self._ordered.get(network)
+                    if ordered is None:
+                        ordered = self._ordered[network] = _Sorted(address_order)
+                        for known in counts:
+                            ordered.put(known, known)
+                    ordered.put(address, address)
+                _count(counts, address, 1)
+        for network in share.held:
+            _count(self.held, network, 1)
+        self._dirty.update(route[0] for route in share.routes)
+
+    def withdraw(self, share: _Contribution) -> None:
+        for network, attributes, address in share.routes:
+            if not _count(self._attributes[network], attributes, -1):
+                del self._attributes[network]
+            if address is None:
+                continue
+            counts = self._addresses[network]
+            _count(counts, address, -1)
+            ordered = self._ordered.get(network)
+            if ordered is not None and address not in counts:
+                ordered.pop(address)
+            if not counts:
+                del self._addresses[network]
+                self._ordered.pop(network, None)
+        for network in share.held:
+            _count(self.held, network, -1)
+        self._dirty.update(route[0] for route in share.routes)
+
+    def settle(self) -> None:
+        """Merge again the routes that changed, once each (an aggregate a first plan fills
+        with 10,000 addresses is sorted once, not 10,000 times)."""
+        for network in self._dirty:
+            self._refresh(network)
+        self._dirty.clear()
+
+    def _refresh(self, network: IPNetwork) -> None:
+        attributes = self._attributes.get(network)
+        if attributes is None:
+            self.routes.pop(network)
+        else:
+            merged = None
+            for value in attributes:
+                merged = _merge(merged, value)
+            assert merged is not None
+            self.routes.put(network, (network, merged))
+        counts = self._addresses.get(network)
+        if counts is None:
+            self.carries.pop(network)
+            self.aggregated.discard(network)
+        else:
+            ordered = self._ordered.get(network)
+            # Without an order kept, the route has only ever carried one address at a time.
+            addresses = ordered.values() if ordered is not None else tuple(counts)
+            self.carries.put(network, (network, addresses))
+            if network.prefixlen < network.max_prefixlen:
+                self.aggregated.add(network)
+
+
+_LB_IP = ("LoadBalancerIP",)
+
+
+def _count(counts: dict[Any, int], key: Any, step: int) -> int:
+    """Add `step` to a count, forgetting it at zero; the number of keys left counted."""
+    left = counts.get(key, 0) + step
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+    return len(counts)
+
+
+def _pod_cidrs(node: Node) -> Iterable[IPNetwork]:
+    for cidr in node.spec.pod_cidrs or ((node.spec.pod_cidr,) if node.spec.pod_cidr else ()):
+        yield ipaddress.ip_network(cidr, strict=False)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -523,30 +994,6 @@ def _bfd_timers(profile: BFDProfileSpec | None) -> Timers | None:
     )
 
 
-def _unannounced(
-    services: list[Service],
-    servable: Mapping[str, bool],
-    wanted: Mapping[str, set[IPAddress]],
-    announced: Mapping[str, set[IPAddress]],
-    node: str,
-) -> list[str]:
-    """Addresses an advertisement selects that no session of this node can carry (an IPv6
-    address where every selecting session is IPv4 only): said, never skipped silently."""
-    problems = []
-    for svc in services:
-        missing = wanted.get(svc.key, set()) - announced.get(svc.key, set())
-        if not servable[svc.key] or not missing:
-            continue
-        for address in sorted(missing, key=lambda a: (a.version, a.packed)):
-            problems.append(
-                f"Service {svc.key}: {address} is selected by a BGPAdvertisement but no BGP "
-                f"session of node {node} announces it: no session has family "
-                f"ipv{address.version} with that advertisement, or (IPv6 over IPv4 "
-                "transport) the node has no IPv6 next hop"
-            )
-    return problems
-
-
 def _password(state: ClusterState, spec: BGPPeerConfigSpec, problems: list[str]) -> str | None:
     if spec.auth_secret_ref is None:
         return None
@@ -646,9 +1093,24 @@ def _target_port(
 
 
 def _node(state: ClusterState, name: str) -> Node:
+    return _node_object(state, name) or _unlisted_node(name)
+
+
+def _node_object(state: ClusterState, name: str) -> Node | None:
     for node in state.nodes:
         if node.metadata.name == name:
             return node
+    return None
+
+
+def _node_facts(node: Node | None) -> tuple[object, ...] | None:
+    """What a plan reads of its own Node (the sessions, the pod CIDRs, the L2 selectors)."""
+    if node is None:
+        return None
+    return node.metadata.labels, node.status.addresses, node.spec.pod_cidr, node.spec.pod_cidrs
+
+
+def _unlisted_node(name: str) -> Node:
     # A node that has no Node object yet still gets the label Kubernetes always sets.
     return Node.model_validate(
         {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}

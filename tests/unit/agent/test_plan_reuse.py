@@ -105,7 +105,7 @@ def cluster(services: tuple[Service, ...], slices: tuple[EndpointSlice, ...]) ->
 
 def from_scratch(state: ClusterState, node: str) -> plan_module.NodePlan:
     plan_module._derived.clear()
-    return plan_node(state, node)
+    return plan_node(state, node, memory=plan_module.PlanMemory())
 
 
 def test_a_replaced_endpoint_slice_is_planned_from_the_new_one() -> None:
@@ -135,6 +135,13 @@ def test_a_replanned_snapshot_gives_the_same_plan_and_forgets_deleted_services()
     assert plan_node(state, "n0") == plan_node(dataclasses.replace(state), "n0")
     assert plan_node(state, "n0") == from_scratch(state, "n0")
     smaller = dataclasses.replace(state, services=(web,), endpoint_slices=state.endpoint_slices[:1])
-    assert [s.key for s in plan_node(smaller, "n0").services] == ["default/web"]
-    # What was derived for the deleted Service is not kept.
+    memory = plan_module.PlanMemory()
+    plan_node(state, "n0", memory=memory)
+    assert set(plan_module._derived) == {"default/web", "default/api-server"}
+    # A following plan and a plan from nothing: neither keeps what was derived for the
+    # deleted Service.
+    assert [s.key for s in plan_node(smaller, "n0", memory=memory).services] == ["default/web"]
+    assert set(plan_module._derived) == {"default/web"}
+    plan_node(state, "n1", memory=memory)
+    assert [s.key for s in plan_node(smaller, "n1").services] == ["default/web"]
     assert set(plan_module._derived) == {"default/web"}
