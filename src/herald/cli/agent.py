@@ -85,6 +85,7 @@ status_dir_option = click.option(
 )  # fmt: skip
 @click.option(
     "--l2-membership",
+    envvar="HERALD_L2_MEMBERSHIP",
     type=click.Choice(MEMBERSHIPS),
     default=L2Config.membership,
     show_default=True,
