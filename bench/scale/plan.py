@@ -50,7 +50,7 @@ from herald.api.bgp import BGPAdvertisement, BGPClusterConfig, BGPPeerConfig
 from herald.api.core import EndpointSlice, Node, Service
 from herald.api.pool import LoadBalancerIPPool
 from herald.api.snapshot import ClusterState
-from herald.controller.reconcile import IPAMReconciler, statuses
+from herald.controller.reconcile import IPAMReconciler
 from stamp import publish, stamp
 
 NOW = "2026-12-03T00:00:00Z"
@@ -276,21 +276,31 @@ def plans(state: ClusterState, nodes: int, sample: int, backends: int) -> dict[s
 
 
 def controller(state: ClusterState) -> dict[str, Any]:
+    """The controller as it runs: its start, the snapshot that echoes the statuses it wrote
+    (as a source delivers them), then one Service edited in a snapshot that hands every
+    other object on (as the Kubernetes source does)."""
     reconciler = IPAMReconciler()
+    written: dict[str, Any] = {}
 
     def start() -> None:
         allocations, usage = reconciler.reconcile(state)
-        statuses(allocations, usage, state, {}, NOW)
+        written.update(reconciler.statuses(allocations, usage, state, {}, NOW)[0])
 
     start_ms = timed(start)
-    edited = state.services[0].model_copy(
-        update={"metadata": state.services[0].metadata.model_copy(update={"labels": {"x": "y"}})}
+    echo = dataclasses.replace(
+        state,
+        services=tuple(s.model_copy(update={"status": written[s.key]}) for s in state.services),
     )
-    changed = dataclasses.replace(state, services=(edited, *state.services[1:]))
+    allocations, usage = reconciler.reconcile(echo)
+    reconciler.statuses(allocations, usage, echo, {}, NOW)
+    edited = echo.services[0].model_copy(
+        update={"metadata": echo.services[0].metadata.model_copy(update={"labels": {"x": "y"}})}
+    )
+    changed = dataclasses.replace(echo, services=(edited, *echo.services[1:]))
 
     def change() -> None:
         allocations, usage = reconciler.reconcile(changed)
-        statuses(allocations, usage, state, {}, NOW)
+        reconciler.statuses(allocations, usage, changed, {}, NOW)
 
     return {"start_ms": round(start_ms, 1), "one_change_ms": round(timed(change), 1)}
 
