@@ -17,12 +17,13 @@ files' mtimes, from the Service file's rename), the agent that finished last (it
 the change to reach it, then its stages) and the router (the last agent's UPDATE -> FIB).
 
 Run as root: .venv/bin/python bench/announce/announce.py [--services 200] [--router frr]
-         [--json bench/results/announce.json]
+         [--json bench/results/announce.json] [--rounds each-round.json] [--keep-logs DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import queue
 import re
 import shutil
@@ -132,14 +133,27 @@ class Round:
     slices_written: float  # mtime of the EndpointSlices
 
 
+def slices_written(generated: Path, name: str) -> float:
+    """When the lab kubelet wrote the Service's EndpointSlices: its own file, or the one
+    file of all slices that kubelets before issue #14 wrote (for runs of older trees)."""
+    own = generated / "endpointslices" / name
+    return (own if own.exists() else generated / "endpointslices.yaml").stat().st_mtime
+
+
 def budget(rounds: Sequence[Round], applied: Sequence[Applied]) -> dict[str, list[float]]:
-    """Seconds by stage per round, along the critical path: the agent that finished last
-    (its last applied snapshot before the FIB held the route)."""
+    """Seconds by stage, over the rounds `round_budgets` could follow."""
     spans: dict[str, list[float]] = {}
+    for row in round_budgets(rounds, applied):
+        for stage, seconds in row.items():
+            spans.setdefault(stage, []).append(seconds)
+    return spans
 
-    def add(stage: str, seconds: float) -> None:
-        spans.setdefault(stage, []).append(seconds)
 
+def round_budgets(rounds: Sequence[Round], applied: Sequence[Applied]) -> list[dict[str, float]]:
+    """Seconds by stage for each round, along the critical path: the agent that finished
+    last (its last applied snapshot before the FIB held the route). Rounds without an
+    applied line are left out."""
+    rows = []
     for r in rounds:
         last: dict[str, Applied] = {}
         for a in applied:
@@ -148,13 +162,16 @@ def budget(rounds: Sequence[Round], applied: Sequence[Applied]) -> dict[str, lis
         if not last:
             continue
         critical = max(last.values(), key=lambda a: a.sent)
-        add("controller status written", r.status_written - r.start)
-        add("kubelet slices written", r.slices_written - r.start)
-        add("last agent: change reached it", critical.noticed - r.start)
+        row: dict[str, float] = {}
+        row["controller status written"] = r.status_written - r.start
+        row["kubelet slices written"] = r.slices_written - r.start
+        row["last agent: change reached it"] = critical.noticed - r.start
         for stage in STAGES:
-            add(f"last agent: {stage}", critical.stages.get(stage, 0.0))
-        add("router: last UPDATE -> FIB", r.fib - critical.sent)
-    return spans
+            row[f"last agent: {stage}"] = critical.stages.get(stage, 0.0)
+        row["router: last UPDATE -> FIB"] = r.fib - critical.sent
+        row["appear"] = r.fib - r.start
+        rows.append(row)
+    return rows
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -190,6 +207,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep-logs", type=Path, help="copy the lab's logs here before it goes")
+    parser.add_argument("--rounds", type=Path, help="write each round's budget here (JSON)")
     args = parser.parse_args()
 
     topology = cluster.up(args.router, args.workers, DEFAULT_MANIFESTS)
@@ -202,7 +220,7 @@ def main() -> None:
     rounds: list[Round] = []
     applied: list[Applied] = []
     state = DEFAULT_MANIFESTS / ".herald" / "state.json"
-    slices = DEFAULT_MANIFESTS / cluster.GENERATED / "endpointslices.yaml"
+    generated = DEFAULT_MANIFESTS / cluster.GENERATED
     try:
         for manifest in sorted(SEED.glob("*.yaml")):
             (DEFAULT_MANIFESTS / manifest.name).write_text(manifest.read_text())
@@ -224,7 +242,7 @@ def main() -> None:
                     start_wall,
                     start_wall + appear[-1],
                     state.stat().st_mtime,
-                    slices.stat().st_mtime,
+                    slices_written(generated, f"default.bench-{index}.yaml"),
                 )
             )
             start = time.perf_counter()
@@ -252,8 +270,13 @@ def main() -> None:
                 "p99_ms": round(percentile(v, 99) * 1000, 1),
             }
             for stage, v in budget(rounds, applied).items()
+            if stage != "appear"
         },
     }
+    if args.rounds is not None:
+        rows = round_budgets(rounds, applied)
+        ms = [{k: round(v * 1000, 1) for k, v in row.items()} for row in rows]
+        args.rounds.write_text(json.dumps(ms, indent=1))
     publish(results, args.json)
 
 

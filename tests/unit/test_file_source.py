@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from herald.api.core import Service
 from herald.api.manifests import SizeLimits
 from herald.api.snapshot import ClusterState
 from herald.controller.run import run_controller
-from herald.sources.files import FileSource, write_atomically
+from herald.sources.files import FileSource, MergeCache, merge_status, write_atomically
 
 POOL = """apiVersion: herald.io/v1alpha1
 kind: LoadBalancerIPPool
@@ -327,3 +329,140 @@ def test_the_controller_keeps_its_files_private_and_the_last_good_manifests(
         "last-good.json",
         "state.json",
     ]
+
+
+def test_a_slow_last_good_save_does_not_hold_back_the_status(tmp_path: Path) -> None:
+    # The last good manifests are saved after the status is written, not in the load:
+    # a disk slow to sync must not stand between a new Service and its address.
+    (tmp_path / "pool.yaml").write_text(POOL)
+    (tmp_path / "web.yaml").write_text(service_yaml("web"))
+    source = FileSource(tmp_path)
+    release = threading.Event()
+    save = source._keep_last_good
+
+    def slow_disk(manifests: ClusterState) -> None:
+        release.wait(10)
+        save(manifests)
+
+    source._keep_last_good = slow_disk  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        controller = asyncio.ensure_future(run_controller(source, "only"))
+        try:
+            await wait_for(lambda: external_ips(source).get("default/web") == ("203.0.113.0",))
+            (tmp_path / "db.yaml").write_text(service_yaml("db"))
+            await wait_for(lambda: bool(external_ips(source).get("default/db")))
+            assert not source.last_good_path.exists()  # still syncing
+        finally:
+            release.set()
+        await wait_for(
+            lambda: source.last_good_path.exists() and "db" in source.last_good_path.read_text()
+        )
+        controller.cancel()
+        await asyncio.gather(controller, return_exceptions=True)
+
+    run(scenario)
+    last_good = source.read_last_good()
+    assert last_good is not None
+    assert sorted(s.key for s in last_good.state.services) == ["default/db", "default/web"]
+
+
+def test_a_last_good_save_that_fails_costs_only_the_listing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "pool.yaml").write_text(POOL)
+    (tmp_path / "web.yaml").write_text(service_yaml("web"))
+    source = FileSource(tmp_path)
+    source.last_good_path.mkdir(parents=True)  # cannot be replaced by a file
+
+    async def scenario() -> None:
+        controller = asyncio.ensure_future(run_controller(source, "only"))
+        await wait_for(lambda: external_ips(source).get("default/web") == ("203.0.113.0",))
+        (tmp_path / "db.yaml").write_text(service_yaml("db"))
+        await wait_for(lambda: bool(external_ips(source).get("default/db")))
+        controller.cancel()
+        await asyncio.gather(controller, return_exceptions=True)
+
+    run(scenario)
+    assert "event=last_good_unwritten" in caplog.text
+    assert source.read_last_good() is None
+
+
+def test_a_load_that_waited_rather_than_worked_stays_on_the_event_loop(tmp_path: Path) -> None:
+    # A load held up by a busy machine (here: a read that sleeps) used little CPU: the next
+    # one runs on the loop, not behind two thread hand-offs. One that worked goes to a thread.
+    (tmp_path / "pool.yaml").write_text(POOL)
+    source = FileSource(tmp_path)
+    threads: list[bool] = []
+    read_state = source.read_state
+    busy = {"work": False}
+
+    def slow_read() -> dict[str, Any]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        deadline = time.perf_counter() + 0.02
+        if busy["work"]:
+            while time.perf_counter() < deadline:  # 20 ms of CPU
+                pass
+        else:
+            time.sleep(0.02)  # 20 ms of waiting
+        return read_state()
+
+    source.read_state = slow_read  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        stream = source.snapshots()
+        await anext(stream)  # the first load: its cost unknown, in a thread
+        (tmp_path / "a.yaml").write_text(service_yaml("a"))
+        await asyncio.wait_for(anext(stream), timeout=5)  # after a waiting load: inline
+        busy["work"] = True
+        (tmp_path / "b.yaml").write_text(service_yaml("b"))
+        await asyncio.wait_for(anext(stream), timeout=5)  # inline; it worked 20 ms
+        (tmp_path / "c.yaml").write_text(service_yaml("c"))
+        await asyncio.wait_for(anext(stream), timeout=5)  # so this one in a thread
+        await stream.aclose()
+
+    run(scenario)
+    assert threads == [False, True, True, False]
+
+
+def test_merging_status_again_keeps_what_did_not_change_and_only_that(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The loader hands back the same objects for unchanged files; the merge keeps them
+    # too, so that nothing downstream sees a change where there was none.
+    web, db = (
+        Service.model_validate(
+            {"metadata": {"name": n, "namespace": "default"}, "spec": {"type": "LoadBalancer"}}
+        )
+        for n in ("web", "db")
+    )
+    state = ClusterState(services=(web, db))
+    ready = {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}]}}
+    stored: dict[str, Any] = {
+        "services": {"default/web": ready, "default/db": ready},
+        "firstSeen": {"Service/default/web": "2026-01-01T00:00:00Z"},
+    }
+    cache: MergeCache = {}
+    first = merge_status(state, json.loads(json.dumps(stored)), cache)
+    again = merge_status(state, json.loads(json.dumps(stored)), cache)
+    assert again.services[0] is first.services[0] and again.services[1] is first.services[1]
+    assert again.services[0].metadata.creation_timestamp == "2026-01-01T00:00:00Z"
+    # db's entry changes: db is merged again, web stays the object it was.
+    moved = {"loadBalancer": {"ingress": [{"ip": "203.0.113.2"}]}}
+    stored["services"]["default/db"] = moved
+    changed = merge_status(state, json.loads(json.dumps(stored)), cache)
+    assert changed.services[0] is first.services[0]
+    assert changed.services[1].status.load_balancer.ingress[0].ip == "203.0.113.2"
+    # A broken entry costs only its Service (no status, said on every load); the others stay.
+    stored["services"]["default/db"] = {"loadBalancer": {"ingress": "not a list"}}
+    for _ in range(2):
+        broken = merge_status(state, json.loads(json.dumps(stored)), cache)
+        assert broken.services[0] is first.services[0]
+        assert broken.services[1].status.load_balancer.ingress == ()
+    assert caplog.text.count("event=state_entry_invalid service=default/db") == 2
+    # An edited manifest is a new object: merged again whatever its entry.
+    edited = web.model_copy(update={"spec": web.spec.model_copy(update={"ports": ()})})
+    state = ClusterState(services=(edited, db))
+    assert merge_status(state, stored, cache).services[0].status.load_balancer.ingress[0].ip
+    assert merge_status(state, stored, cache).services[0] is not first.services[0]
+    assert set(cache) == {"Service/default/web"}  # db's broken entry is never kept

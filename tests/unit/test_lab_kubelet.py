@@ -30,6 +30,8 @@ from herald.lab.kubelet import (
     Kubelet,
     Pod,
     PodSpec,
+    SystemRuntime,
+    deployments,
     desired_pods,
     endpoint_slices,
     failed,
@@ -302,6 +304,11 @@ class FakeMachine:
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
 
+    def namespaces(self) -> set[str]:
+        if "list" in self.refuse:
+            raise OSError(self.refuse["list"])
+        return set(self.links)
+
     # the model
 
     def start_process(self, namespace: str) -> int:
@@ -324,8 +331,6 @@ class FakeMachine:
             if ns not in self.links:
                 return 1, "", f'Cannot open network namespace "{ns}": No such file or directory'
         match args:
-            case ["netns", "list"]:
-                return 0, "".join(f"{n} (id: {i})\n" for i, n in enumerate(self.links)), ""
             case ["netns", "add", name]:
                 if name in self.links:
                     return 1, "", f'Cannot create namespace file "/run/netns/{name}": File exists'
@@ -407,8 +412,18 @@ class Rig:
 
     def listed(self) -> list[str]:
         """The pods the EndpointSlices list."""
-        text = (self.manifests / "_lab" / "endpointslices.yaml").read_text()
-        return [e["targetRef"]["name"] for d in yaml.safe_load_all(text) for e in d["endpoints"]]
+        return [e["targetRef"]["name"] for d in self.slices() for e in d["endpoints"]]
+
+    def slice_files(self) -> dict[str, Path]:
+        return {p.name: p for p in (self.manifests / "_lab" / "endpointslices").glob("*")}
+
+    def slices(self) -> list[dict[str, Any]]:
+        """Every EndpointSlice written, by file name."""
+        return [
+            d
+            for _, path in sorted(self.slice_files().items())
+            for d in yaml.safe_load_all(path.read_text())
+        ]
 
     def serving(self) -> list[str]:
         """The pods whose namespace exists and has a listening process."""
@@ -532,7 +547,7 @@ def test_a_pod_whose_process_died_leaves_the_slices_and_is_started_again(rig: Ri
 
 def test_an_error_in_a_reconcile_never_ends_the_kubelet(rig: Rig) -> None:
     rig.scale(1)
-    rig.machine.refuse["list"] = "ip: out of memory"  # `ip netns list` fails
+    rig.machine.refuse["list"] = "Cannot allocate memory"  # listing namespaces fails
     assert rig.kubelet.sync() == BACKOFF_FIRST
     assert rig.kubelet.sync(changed=False) == 2 * BACKOFF_FIRST  # retried, backing off
     assert "reconcile failed" in rig.status()["problems"][0]
@@ -587,3 +602,113 @@ def test_the_loop_syncs_on_changes_and_when_asked_to_look_again(tmp_path: Path) 
     with pytest.raises(Stop):
         asyncio.run(asyncio.wait_for(serve(Stub(), tmp_path), timeout=10))
     assert calls == [True, False, True]
+
+
+def test_a_change_that_starts_no_pod_runs_no_command(rig: Rig) -> None:
+    # A Service added or removed: the slices change, and no process is started for it (an
+    # `ip netns list` per change used to delay every Service's EndpointSlices).
+    rig.scale(2)
+    rig.kubelet.reconcile()
+    rig.machine.commands.clear()
+    (rig.manifests / "other.yaml").write_text(
+        WEB.format(replicas=1).split("---\n")[1].replace("{name: web}", "{name: o}")
+    )
+    rig.kubelet.reconcile()
+    assert rig.machine.commands == []
+    assert sorted(d["metadata"]["name"] for d in rig.slices()) == ["o-lab", "web-lab"]
+
+
+def test_an_unchanged_status_is_not_written_again(rig: Rig) -> None:
+    rig.scale(1)
+    rig.kubelet.reconcile()
+    written = rig.kubelet.status.stat().st_ino
+    rig.kubelet.reconcile()
+    assert rig.kubelet.status.stat().st_ino == written
+    rig.kubelet.status.unlink()  # gone (or changed) behind the kubelet's back: written again
+    rig.kubelet.reconcile()
+    assert [p["name"] for p in rig.status()["pods"]] == ["web-0"]
+    rig.scale(2)
+    rig.kubelet.reconcile()
+    assert [p["name"] for p in rig.status()["pods"]] == ["web-0", "web-1"]
+
+
+def test_namespaces_are_the_entries_of_the_netns_directory(tmp_path: Path) -> None:
+    runtime = SystemRuntime()
+    assert runtime.namespaces(tmp_path / "never-made") == set()  # no namespace named yet
+    for name in ("x-pod-web-0", "x-k8s-worker1"):
+        (tmp_path / name).touch()
+    assert runtime.namespaces(tmp_path) == {"x-pod-web-0", "x-k8s-worker1"}
+    (tmp_path / "x-pod-web-0").unlink()
+    assert runtime.namespaces(tmp_path) == {"x-k8s-worker1"}
+
+
+def test_a_deployment_file_broken_later_costs_only_its_own_pods(tmp_path: Path) -> None:
+    cache: dict[Path, tuple[str, list[Any]]] = {}
+    (tmp_path / "web.yaml").write_text(WEB.format(replicas=1))
+    (tmp_path / "api.yaml").write_text(WEB.format(replicas=2).replace("name: web", "name: api"))
+
+    def names() -> list[str]:
+        return sorted(d["metadata"]["name"] for _, d in deployments(tmp_path, cache))
+
+    assert names() == ["api", "web"]
+    (tmp_path / "web.yaml").write_text("kind: Deployment\nmetadata: {name: [\n")  # bad YAML
+    assert names() == ["api"]
+    assert tmp_path / "web.yaml" not in cache  # nothing of the good text is kept for it
+    (tmp_path / "web.yaml").write_text(WEB.format(replicas=3))
+    assert names() == ["api", "web"]
+    replicas = {
+        d["metadata"]["name"]: d["spec"]["replicas"] for _, d in deployments(tmp_path, cache)
+    }
+    assert replicas == {"api": 2, "web": 3}  # the changed text, not the cached one
+    (tmp_path / "api.yaml").unlink()
+    assert names() == ["web"]
+    assert set(cache) == {tmp_path / "web.yaml"}
+
+
+def test_each_service_has_its_own_slices_file_and_others_stay_untouched(rig: Rig) -> None:
+    rig.scale(2)
+    rig.kubelet.reconcile()
+    # What kubelets before wrote: every Service's slices in one file.
+    legacy = rig.manifests / "_lab" / "endpointslices.yaml"
+    rig.slice_files()["default.web.yaml"].rename(legacy)
+    legacy.with_suffix("").rmdir()
+    other = WEB.format(replicas=1).split("---\n")[1].replace("{name: web}", "{name: o}")
+    (rig.manifests / "other.yaml").write_text(other)
+    rig.kubelet.reconcile()
+    assert not legacy.exists()
+    files = rig.slice_files()
+    assert sorted(files) == ["default.o.yaml", "default.web.yaml"]
+    assert [
+        d["metadata"]["name"] for d in yaml.safe_load_all(files["default.o.yaml"].read_text())
+    ] == ["o-lab"]
+    web = files["default.web.yaml"].stat().st_ino
+    # Another Service goes: its file goes, the others are not written again (the agents
+    # then parse nothing of them).
+    (rig.manifests / "other.yaml").unlink()
+    stray = rig.manifests / "_lab" / "endpointslices" / "default.gone.yaml"
+    stray.write_text("")  # a Service that went while the kubelet was down
+    rig.kubelet.reconcile()
+    assert sorted(rig.slice_files()) == ["default.web.yaml"]
+    assert rig.slice_files()["default.web.yaml"].stat().st_ino == web
+    assert rig.listed() == ["web-0", "web-1"]
+    # A Service that lost its pods keeps an empty slice; one without a selector has none.
+    rig.scale(0)
+    rig.kubelet.reconcile()
+    assert [d["endpoints"] for d in rig.slices()] == [[]]
+
+
+def test_slices_in_both_layouts_are_resolved_when_the_kubelet_starts(rig: Rig) -> None:
+    # A kubelet that ended between writing the new files and removing the old one: both
+    # name the same slices, and the manifests are invalid until the old one goes.
+    rig.scale(1)
+    rig.kubelet.reconcile()
+    legacy = rig.manifests / "_lab" / "endpointslices.yaml"
+    legacy.write_text(rig.slice_files()["default.web.yaml"].read_text())
+    restarted = Kubelet(
+        rig.manifests, TOPOLOGY, rig.machine, prefix=PREFIX, status=rig.kubelet.status,
+        pod_logs=None,
+    )  # fmt: skip
+    assert not legacy.exists()
+    restarted.reconcile()
+    assert restarted.problems == []
+    assert [d["metadata"]["name"] for d in rig.slices()] == ["web-lab"]

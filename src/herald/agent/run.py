@@ -24,7 +24,7 @@ from pathlib import Path
 
 from herald.agent.bfd import BfdProcess
 from herald.agent.l2 import L2Announcements, L2Config
-from herald.agent.plan import NodePlan, PeerPlan, SpeakerKey, plan_node
+from herald.agent.plan import NodePlan, PeerPlan, PlanMemory, SpeakerKey, plan_node
 from herald.agent.stages import Stage, StageTimer, stages_text
 from herald.agent.status import AgentStatus, BackendStatus, FrontendStatus, SessionStatus
 from herald.api.snapshot import ClusterState
@@ -129,6 +129,9 @@ class Agent:
         )
         self._neighbours = NeighbourWatch(config.interface) if config.interface else None
         self._applied = _Applied()
+        # What this node's plans remember between snapshots: a change is planned in the
+        # time of the changed objects (agent/plan.py).
+        self._plan_memory = PlanMemory()
 
     async def run(self) -> None:
         log.info("event=agent_started node=%s maglev=%s", self.config.node, maglev.IMPLEMENTATION)
@@ -220,7 +223,9 @@ class Agent:
         for problem in set(snapshot.problems) - set(self._applied.source_problems):
             log.error("event=source_problem node=%s problem=%r", self.config.node, problem)
         self._applied.source_problems = snapshot.problems
-        plan = plan_node(snapshot, self.config.node, self.config.default_forwarding)
+        plan = plan_node(
+            snapshot, self.config.node, self.config.default_forwarding, self._plan_memory
+        )
         timer.mark("plan")
         previous = self._applied.plan
         if plan == previous and not self._applied.retry:

@@ -18,6 +18,7 @@ from herald.agent.run import Agent, AgentConfig
 from herald.agent.status import DEFAULT_STATUS_DIR, query_all, serve_status, socket_path
 from herald.cli.metrics_option import metrics_address_option
 from herald.cli.output import output_option, print_json, print_table
+from herald.cli.resident import settle
 from herald.cli.source_option import SourceChoice, source_options
 from herald.dataplane.model import ForwardingMode
 from herald.l2.key import ENV_KEY, ENV_KEY_FILE, HeartbeatKeyError, load_key
@@ -182,6 +183,7 @@ def agent(
             if metrics is not None:
                 metrics.close()
 
+    settle()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
 

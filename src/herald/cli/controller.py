@@ -12,6 +12,7 @@ import socket
 import click
 
 from herald.cli.metrics_option import metrics_address_option
+from herald.cli.resident import settle
 from herald.cli.source_option import SourceChoice, leader_election_options, source_options
 from herald.controller.leader import LeaseTimings
 from herald.controller.run import run_controller
@@ -57,6 +58,7 @@ def controller(
 
     from herald.sources.kube.source import LeadershipLost
 
+    settle()
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         try:
             asyncio.run(main())

@@ -108,8 +108,10 @@ def exec_(host: str, argv: tuple[str, ...]) -> None:
 )
 def kubelet(manifests: Path, kubeconfig: Path | None) -> None:
     """The lab's pod and EndpointSlice manager (started by `lab up`)."""
+    from herald.cli.resident import settle
     from herald.lab.kubelet import run_kubelet
 
     logging.basicConfig(level=logging.INFO, format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    settle()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_kubelet(manifests, kubeconfig))

@@ -3,11 +3,11 @@
 It watches the manifests directory; for every `apps/v1` Deployment it keeps `replicas` pods
 running, placed round-robin over the workers (pod i of a Deployment on worker i mod W), each
 a namespace on its node's pod bridge serving HTTP (lab/pod.py); and it writes the
-EndpointSlices of every Service whose selector matches pods to `_lab/endpointslices.yaml`,
-listing a pod only once it listens. In the dual-stack (L2) lab a pod has an IPv6 address
-too, and a Service that asks for IPv6 gets an IPv6 slice as well (one slice per family, as
-Kubernetes writes them). This is what lets the lab create, scale and delete
-workloads the way a user does with kubectl.
+EndpointSlices of every Service whose selector matches pods to
+`_lab/endpointslices/<namespace>.<service>.yaml`, listing a pod only once it listens. In the
+dual-stack (L2) lab a pod has an IPv6 address too, and a Service that asks for IPv6 gets an
+IPv6 slice as well (one slice per family, as Kubernetes writes them). This is what lets the
+lab create, scale and delete workloads the way a user does with kubectl.
 
 What to do is decided by a pure function (`plan_pods`: desired pods × running pods ×
 leftovers × past failures -> remove, clean, start); the shell (`Kubelet`) does it through a
@@ -62,6 +62,20 @@ BACKOFF_MAX = 30.0
 # leaves the EndpointSlices (and is started again) within this time.
 RESYNC = 5.0
 LISTEN_TIMEOUT = 10.0
+# Where `ip netns add` makes a named namespace (iproute2's NETNS_RUN_DIR): `ip netns list`
+# lists this directory's entries, and so does the kubelet, without starting a process.
+NETNS_DIR = Path("/run/netns")
+# libyaml's emitter when PyYAML has it: the same text as the pure-Python one, ~4x faster
+# (the EndpointSlices are dumped on every change, on the way from a Service to its route).
+YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+# Where the EndpointSlices go, below the lab's own manifests: one file per Service (earlier
+# kubelets wrote them all to LEGACY_SLICES, which is removed).
+SLICES_DIR = "endpointslices"
+LEGACY_SLICES = "endpointslices.yaml"
+
+# A file's documents, parsed once per text (what `deployments` keeps between changes).
+ParsedDocuments = dict[Path, tuple[str, list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -105,9 +119,13 @@ class PodPlan:
 # -- the pure core ---------------------------------------------------------------------------
 
 
-def deployments(manifests: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Every `apps/v1` Deployment below `manifests`, with the file it is in."""
+def deployments(
+    manifests: Path, cache: ParsedDocuments | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every `apps/v1` Deployment below `manifests`, with the file it is in. With `cache`, a
+    file whose text is unchanged is not parsed again (this runs on every change)."""
     found = []
+    seen: set[Path] = set()
     for path in sorted(manifests.rglob("*")):
         relative = path.relative_to(manifests)
         if path.suffix not in MANIFEST_SUFFIXES or any(
@@ -116,12 +134,19 @@ def deployments(manifests: Path) -> list[tuple[str, dict[str, Any]]]:
             continue
         try:
             text = path.read_text()
-            # Most files hold no Deployment: skip parsing them (this runs on every change).
+            # Most files hold no Deployment: skip parsing them.
             if "Deployment" not in text:
                 continue
-            documents = list(yaml.load_all(text, Loader=YAML_LOADER))
+            cached = cache.get(path) if cache is not None else None
+            if cached is not None and cached[0] == text:
+                documents = cached[1]
+            else:
+                documents = list(yaml.load_all(text, Loader=YAML_LOADER))
+                if cache is not None:
+                    cache[path] = (text, documents)
         except (OSError, yaml.YAMLError):
             continue  # load_directory reports such files; the controller and agents show it
+        seen.add(path)
         found += [
             (str(relative), d)
             for d in documents
@@ -129,6 +154,9 @@ def deployments(manifests: Path) -> list[tuple[str, dict[str, Any]]]:
             and d.get("apiVersion") == "apps/v1"
             and d.get("kind") == "Deployment"
         ]
+    if cache is not None:
+        for gone in cache.keys() - seen:
+            del cache[gone]
     return found
 
 
@@ -327,9 +355,13 @@ def pods_status(pods: Mapping[str, Pod], problems: Sequence[str], kubelet_pid: i
 
 def endpoint_slices(state: ClusterState, pods: dict[str, Pod]) -> str:
     """Pure: per Service whose selector matches running pods, one EndpointSlice per IP
-    family it uses (the text of `_lab/endpointslices.yaml`)."""
-    documents = slice_documents(state.services, pods)
-    return yaml.safe_dump_all(documents, sort_keys=False) if documents else ""
+    family it uses, as one YAML text."""
+    return slices_text(slice_documents(state.services, pods))
+
+
+def slices_text(documents: list[dict[str, Any]]) -> str:
+    """Pure: EndpointSlices as one YAML file (empty for none)."""
+    return yaml.dump_all(documents, Dumper=YAML_DUMPER, sort_keys=False) if documents else ""
 
 
 def slice_documents(services: Iterable[Service], pods: Mapping[str, Pod]) -> list[dict[str, Any]]:
@@ -423,14 +455,24 @@ class Store(Protocol):
 
 
 class ManifestsStore:
-    """The manifests directory: the user's files in, `_lab/endpointslices.yaml` out."""
+    """The manifests directory: the user's files in, the EndpointSlices out, one file per
+    Service (`_lab/endpointslices/<namespace>.<service>.yaml`). One file for all of them
+    was parsed again whole, by every agent and the controller, on every change of any
+    Service's endpoints; now a change costs the parsing of that Service's slices only."""
 
     def __init__(self, manifests: Path) -> None:
         self.manifests = manifests
         self._parsed: dict[Path, tuple[bytes, ParsedFile]] = {}
+        self._documents: ParsedDocuments = {}
+        # Both layouts: an earlier kubelet ended after writing the new files but before
+        # removing the old one, whose slices (the same names) keep the manifests invalid.
+        legacy = manifests / GENERATED / LEGACY_SLICES
+        if (manifests / GENERATED / SLICES_DIR).is_dir():
+            with contextlib.suppress(FileNotFoundError):
+                legacy.unlink()
 
     def deployments(self) -> list[tuple[str, dict[str, Any]]]:
-        return deployments(self.manifests)
+        return deployments(self.manifests, self._documents)
 
     def services(self) -> tuple[Service, ...]:
         try:
@@ -439,12 +481,46 @@ class ManifestsStore:
             raise StoreError(f"manifests invalid: {err.problems[0]}") from err
 
     def write_slices(self, slices: list[dict[str, Any]]) -> bool:
-        text = yaml.safe_dump_all(slices, sort_keys=False) if slices else ""
-        target = self.manifests / GENERATED / "endpointslices.yaml"
-        if target.exists() and target.read_text() == text:
+        directory = self.manifests / GENERATED / SLICES_DIR
+        files: dict[str, list[dict[str, Any]]] = {}
+        for document in slices:
+            meta = document["metadata"]
+            service = meta["labels"]["kubernetes.io/service-name"]
+            files.setdefault(f"{meta['namespace']}.{service}.yaml", []).append(document)
+        wrote = False
+        for name, documents in sorted(files.items()):
+            wrote |= write_if_changed(directory / name, slices_text(documents))
+        # Removed only once the new files are in place: no reader sees a Service without
+        # its slices. The one file of earlier kubelets goes too (its slices are in these).
+        try:
+            listed = sorted(directory.iterdir())
+        except FileNotFoundError:
+            listed = []
+        stale = [self.manifests / GENERATED / LEGACY_SLICES] + [
+            path
+            for path in listed
+            if path.name not in files
+            and path.suffix in MANIFEST_SUFFIXES
+            and not path.name.startswith(".")
+        ]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                wrote = True
+        return wrote
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Replaces `path` by `text` unless it holds it already; whether it wrote. Not synced to
+    disk: what the lab kubelet writes it writes again from its pods after any restart, and
+    an fsync on a busy disk held the EndpointSlices back from the agents for up to ~150 ms."""
+    try:
+        if path.read_text() == text:
             return False
-        write_atomically(target, text)
-        return True
+    except FileNotFoundError:
+        pass
+    write_atomically(path, text, durable=False)
+    return True
 
 
 class Runtime(Protocol):
@@ -460,6 +536,10 @@ class Runtime(Protocol):
 
     def end(self, pid: int) -> None: ...
 
+    def namespaces(self) -> set[str]:
+        """The named network namespaces (what `ip netns list` lists); OSError if they cannot
+        be listed."""
+
     def monotonic(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
@@ -473,6 +553,14 @@ class SystemRuntime:
 
     def run(self, argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(argv, check=check)
+
+    def namespaces(self, directory: Path = NETNS_DIR) -> set[str]:
+        # Read here rather than by `ip netns list`: a process started on every change cost
+        # ~4 ms idle, more on a loaded machine, before the EndpointSlices were written.
+        try:
+            return set(os.listdir(directory))
+        except FileNotFoundError:  # no namespace was ever named
+            return set()
 
     def spawn(self, argv: Sequence[str], log: Path | None) -> int:
         if log is not None:
@@ -607,10 +695,8 @@ class Kubelet:
 
     def _present(self) -> set[str]:
         """The pods whose namespace exists."""
-        out = self.runtime.run(["ip", "netns", "list"]).stdout
-        names = (line.split()[0] for line in out.splitlines() if line.strip())
         start = self._ns(POD_HOST)
-        return {n.removeprefix(start) for n in names if n.startswith(start)}
+        return {n.removeprefix(start) for n in self.runtime.namespaces() if n.startswith(start)}
 
     def _start_all(self, specs: Sequence[PodSpec]) -> None:
         # All pods are set up and spawned before any is waited for: they start in parallel.
@@ -740,7 +826,7 @@ class Kubelet:
             log.info("event=endpointslices_written pods=%d", len(self.pods))
 
     def _write_status(self) -> None:
-        write_atomically(self.status, pods_status(self.pods, self.problems, os.getpid()))
+        write_if_changed(self.status, pods_status(self.pods, self.problems, os.getpid()))
 
 
 def lab_problems(status: Path = PODS) -> list[str]:
