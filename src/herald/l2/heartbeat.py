@@ -41,6 +41,9 @@ from typing import Protocol
 from herald.dataplane.model import IPAddress
 
 MAGIC = b"HRLD"
+# SWIM's datagrams (`swim.py`): told apart so that a node of the other mode is named as such.
+SWIM_MAGIC = b"HRLS"
+MIXED_MODES = "every node of a segment must run the same --l2-membership"
 VERSION = 1
 MAC_SIZE = 32
 MIN_KEY_SIZE = 16
@@ -126,6 +129,8 @@ def decode(data: bytes, key: bytes) -> Message:
     """The message in `data`, authenticated; HeartbeatError if anything is wrong."""
     if len(data) > MAX_DATAGRAM:
         raise HeartbeatError(f"datagram of {len(data)} bytes is over {MAX_DATAGRAM}")
+    if data[:4] == SWIM_MAGIC:
+        raise HeartbeatError(f"a SWIM datagram, this node runs heartbeat: {MIXED_MODES}")
     if len(data) < len(MAGIC) + 3 + _FIXED.size + MAC_SIZE or data[:4] != MAGIC:
         raise HeartbeatError("not a heartbeat")
     # Authenticate before reading further: nothing unauthenticated is interpreted.

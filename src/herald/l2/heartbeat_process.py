@@ -51,6 +51,10 @@ Core = Heartbeat | Swim
 # whole instead of truncated.
 RECEIVE_SIZE = max(MAX_DATAGRAM, SWIM_MAX_DATAGRAM) + 1
 
+# A sender's rejected datagrams are logged once in this many seconds; the hosts remembered
+# for it are at most MAX_REJECTING_HOSTS.
+REJECT_LOG_SECONDS = 60.0
+MAX_REJECTING_HOSTS = 1024
 # Datagrams read per wake-up at most, so that a flood cannot keep the timer (and this
 # node's own heartbeats) from running.
 READ_BUDGET = 256
@@ -103,6 +107,27 @@ def frame(message: object) -> bytes:
     return struct.pack("!i", len(payload)) + payload
 
 
+class RejectionLog:
+    """When to log a rejected datagram: at most once a REJECT_LOG_SECONDS per sending host,
+    saying how many went unlogged since. A node of the other membership mode, or a flood,
+    would otherwise log every datagram it sends."""
+
+    def __init__(self) -> None:
+        # Per host: when a rejection was last logged, and how many were not since.
+        self._hosts: dict[str, tuple[float, int]] = {}
+
+    def due(self, host: str, now: float) -> int | None:
+        """The number unlogged since the last, if this one is to be logged; else None."""
+        last, unlogged = self._hosts.get(host, (-REJECT_LOG_SECONDS, 0))
+        if now - last < REJECT_LOG_SECONDS:
+            self._hosts[host] = (last, unlogged + 1)
+            return None
+        if len(self._hosts) >= MAX_REJECTING_HOSTS:
+            self._hosts.clear()  # a flood from many addresses: bounded memory
+        self._hosts[host] = (now, 0)
+        return unlogged
+
+
 class Server:
     def __init__(
         self, conn: Connection, sock: socket.socket, beat: Core, agent_timeout: float
@@ -118,6 +143,7 @@ class Server:
         # are gathered and sent as one report with the latest view.
         self.reports = socket.socket(fileno=os.dup(conn.fileno()))
         self.unsent = bytearray()
+        self.rejections = RejectionLog()
         self.gathered: list[Event] = []
         self.selector = selectors.DefaultSelector()
 
@@ -204,14 +230,23 @@ class Server:
 
     def finish(self, events: list[Event]) -> None:
         self.send()
+        now = time.monotonic()
         for event in events:
             if isinstance(event, Rejected):
-                log.warning(
-                    "event=heartbeat_rejected from=%s:%d reason=%r", *event.address, event.reason
-                )
+                self.log_rejected(event, now)
         if events:
             self.gathered += events
             self.report()
+
+    def log_rejected(self, event: Rejected, now: float) -> None:
+        unlogged = self.rejections.due(event.address[0], now)
+        if unlogged is not None:
+            log.warning(
+                "event=heartbeat_rejected from=%s:%d reason=%r unlogged_since_last=%d",
+                *event.address,
+                event.reason,
+                unlogged,
+            )
 
     def report(self) -> None:
         if not self.unsent and self.gathered:

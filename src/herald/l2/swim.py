@@ -63,9 +63,12 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
 from herald.dataplane.model import IPAddress
+from herald.l2.heartbeat import MAGIC as HEARTBEAT_MAGIC
 from herald.l2.heartbeat import (
     MAX_VIPS,
     MIN_KEY_SIZE,
+    MIXED_MODES,
+    SWIM_MAGIC,
     Address,
     ClaimsChanged,
     Event,
@@ -80,7 +83,7 @@ from herald.l2.heartbeat import (
     unseal,
 )
 
-MAGIC = b"HRLS"
+MAGIC = SWIM_MAGIC
 VERSION = 1
 # Updates piggybacked on one datagram stop at this many bytes (one always goes: a record
 # with many VIPs makes a larger datagram, fragmented by the kernel).
@@ -225,6 +228,8 @@ def decode(data: bytes, key: bytes) -> Message:
     """The message in `data`, authenticated; HeartbeatError if anything is wrong."""
     if len(data) > MAX_DATAGRAM:
         raise HeartbeatError(f"datagram of {len(data)} bytes is over {MAX_DATAGRAM}")
+    if data[:4] == HEARTBEAT_MAGIC:
+        raise HeartbeatError(f"a heartbeat datagram, this node runs swim: {MIXED_MODES}")
     if data[:4] != MAGIC:
         raise HeartbeatError("not a SWIM datagram")
     # Authenticate before reading further: nothing unauthenticated is interpreted.

@@ -26,7 +26,13 @@ from herald.l2.heartbeat import Heartbeat as HeartbeatCore
 from herald.l2.heartbeat import Message as HeartbeatMessage
 from herald.l2.heartbeat import decode as decode_heartbeat
 from herald.l2.heartbeat import encode as encode_heartbeat
-from herald.l2.heartbeat_process import core_for, view_of
+from herald.l2.heartbeat_process import (
+    MAX_REJECTING_HOSTS,
+    REJECT_LOG_SECONDS,
+    RejectionLog,
+    core_for,
+    view_of,
+)
 from herald.l2.liveness import start_config
 from herald.l2.swim import (
     MAGIC,
@@ -72,12 +78,27 @@ def test_messages_round_trip_with_records_and_vips() -> None:
 
 
 def test_a_heartbeat_and_a_swim_datagram_are_never_taken_for_each_other() -> None:
+    # Rejected with the reason a user can act on: the sender runs the other mode.
     swim = encode(Message(Kind.PING, "n1", 1, 1, 0), KEY)
-    with pytest.raises(HeartbeatError, match="not a heartbeat"):
+    with pytest.raises(HeartbeatError, match="a SWIM datagram, this node runs heartbeat: every"):
         decode_heartbeat(swim, KEY)
     beat = encode_heartbeat(HeartbeatMessage("n1", 1, 1, 0), KEY)
-    with pytest.raises(HeartbeatError, match="not a SWIM datagram"):
+    with pytest.raises(HeartbeatError, match="a heartbeat datagram, this node runs swim: every"):
         decode(beat, KEY)
+    with pytest.raises(HeartbeatError, match="not a heartbeat"):
+        decode_heartbeat(b"XXXX" + swim[4:], KEY)
+
+
+def test_a_sender_s_rejected_datagrams_are_logged_once_a_minute_with_the_count() -> None:
+    rejections = RejectionLog()
+    assert rejections.due("192.0.2.2", 100.0) == 0
+    assert [rejections.due("192.0.2.2", 100.0 + i / 10) for i in range(1, 100)] == [None] * 99
+    assert rejections.due("192.0.2.3", 101.0) == 0, "another sender is its own"
+    assert rejections.due("192.0.2.2", 100.0 + REJECT_LOG_SECONDS) == 99
+    # A flood from many addresses keeps memory bounded.
+    for i in range(3 * MAX_REJECTING_HOSTS):
+        rejections.due(f"10.0.{i // 256}.{i % 256}", 200.0)
+    assert len(rejections._hosts) <= MAX_REJECTING_HOSTS
 
 
 def member(node: str = "n1", peers: tuple[str, ...] = ("n1", "n2", "n3")) -> Swim:
