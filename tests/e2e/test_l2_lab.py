@@ -1,8 +1,9 @@
 """L2 mode end to end in the lab: herald's controller and agents in namespaces, the router and
 the clients on the node segment, ARP answered by the owner, a failover seen by a client.
 
-One lab for the module (building it and starting 6 agents is the slow part); the tests that
-end an owner restore it before the next. They take over the machine's lab like test_lab.py.
+One lab for the module per membership protocol (heartbeat, SWIM; building it and starting 6
+agents is the slow part); the tests that end an owner restore it before the next. They take
+over the machine's lab like test_lab.py.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ spec:
   selector: {app: web1-l2}
   ports: [{name: http, port: 80, targetPort: 8080}]
 """
+MEMBERSHIP = "HERALD_L2_MEMBERSHIP"
 NOT_FAILOVER = (
     "  serviceSelector:\n    matchExpressions:\n      - {key: failover, operator: DoesNotExist}\n"
 )
@@ -140,8 +142,12 @@ def settled() -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def l2_lab() -> Iterator[Topology]:
+@pytest.fixture(scope="module", params=["heartbeat", "swim"])
+def l2_lab(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    # Every test once per membership protocol: agents (and those restarted after a
+    # failover) take it from the environment the lab passes on.
+    before = os.environ.get(MEMBERSHIP)
+    os.environ[MEMBERSHIP] = request.param
     try:
         topology = cluster.up(mode="l2")
         for manifest in sorted(L2_SEED.glob("*.yaml")):
@@ -160,6 +166,10 @@ def l2_lab() -> Iterator[Topology]:
         cluster.wait_until(settled, 90, "every agent applied, one owner for every VIP")
         yield topology
     finally:
+        if before is None:
+            del os.environ[MEMBERSHIP]
+        else:
+            os.environ[MEMBERSHIP] = before
         state = cluster.read_state()
         cluster.down()
         assert cluster.leftovers(state) == []
@@ -258,7 +268,8 @@ def test_owner_failure_moves_the_vip_and_requests_succeed_again(
         assert round_.new != round_.old
         result = round_.result
         assert result.recovered_after is not None, result
-        # Detection is 0.5 s (100 ms x 5); a second leaves room for a loaded machine.
+        # Detection is 0.5 s (heartbeat 100 ms x 5; SWIM ~0.4 s); a second leaves room for a
+        # loaded machine.
         assert result.recovered_after < 1.5, result
         assert neighbour_mac("client1", vip) == mac_of(round_.new)
         assert "pod=web-failover-0 node=k8s-worker1" in curl(vip)
