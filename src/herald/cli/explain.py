@@ -12,9 +12,8 @@ from pathlib import Path
 import click
 
 from herald.agent.status import query_all
-from herald.api.snapshot import ClusterState
 from herald.cli.agent import status_dir_option
-from herald.cli.get import listed_state
+from herald.cli.get import read_state
 from herald.cli.observe import agent_sockets, recorded
 from herald.cli.output import output_option, print_data, print_table
 from herald.cli.source_option import SourceChoice, source_options
@@ -25,8 +24,6 @@ from herald.observe.filter import FlowFilter
 from herald.observe.reader import ObserveRequest
 
 DEFAULT_DROPPED = 5
-# The API's first snapshot (every kind listed) must come within this many seconds.
-KUBE_TIMEOUT = 30.0
 
 
 @click.group()
@@ -50,7 +47,7 @@ def explain_svc(
     announce its address (and why the others do not), what each router peer was sent, the
     datapath entries and backends on each node, and the last flows it dropped."""
     key = service if "/" in service else f"default/{service}"
-    state = listed_state(source.manifests) if source.kind == "files" else kube_state(source)
+    state = read_state(source)
     agents = query_all(status_dir, frontends=True)
     try:
         explained = explain_service(state, agents, key)
@@ -64,24 +61,6 @@ def explain_svc(
         print_data(explained.to_json(), output)
         return
     _print(explained)
-
-
-def kube_state(source: SourceChoice) -> ClusterState:
-    """The API's objects as the agents see them (with the controller's status in each
-    Service's): the first snapshot of the Kubernetes source, then it is closed."""
-
-    async def first() -> ClusterState:
-        # asyncio.run closes the generator (its watches) and cancels what is left.
-        async for snapshot in source.open().snapshots():
-            return snapshot
-        raise click.ClickException("the Kubernetes API gave no snapshot")
-
-    try:
-        return asyncio.run(asyncio.wait_for(first(), KUBE_TIMEOUT))
-    except TimeoutError:
-        raise click.ClickException(
-            f"no complete listing from the Kubernetes API within {KUBE_TIMEOUT:.0f} s"
-        ) from None
 
 
 def _dropped_flows(status_dir: Path, addresses: tuple[str, ...], last: int) -> list[FlowEvent]:

@@ -3,6 +3,7 @@ from the source."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -16,13 +17,15 @@ from herald.api.pool import LoadBalancerIPPool
 from herald.api.problems import ManifestError
 from herald.api.snapshot import ClusterState
 from herald.cli.output import output_option, print_data, print_json, print_table
-from herald.cli.source_option import manifests_option
+from herald.cli.source_option import SourceChoice, listing_source_options
 from herald.ipam.status import CONDITION_IPS_AVAILABLE, CONDITION_POOL_CONFLICT
 from herald.sources.files import FileSource, merge_status
 
 # Problems listed in the warning of a listing shown from the last good state; `herald
 # validate` lists them all.
 SHOWN_PROBLEMS = 10
+# The API's first snapshot (every kind listed) must come within this many seconds.
+KUBE_TIMEOUT = 30.0
 
 
 @click.group()
@@ -31,12 +34,12 @@ def get() -> None:
 
 
 @get.command(name="svc")
-@manifests_option
+@listing_source_options
 @click.option("-n", "--namespace", default=None, help="Only this namespace (default: all).")
 @output_option
-def services(manifests: Path, namespace: str | None, output: str) -> None:
+def services(source: SourceChoice, namespace: str | None, output: str) -> None:
     """Services: NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE."""
-    state = listed_state(manifests)
+    state = read_state(source)
     selected = [
         svc for svc in state.services if namespace is None or svc.metadata.namespace == namespace
     ]
@@ -58,12 +61,12 @@ def services(manifests: Path, namespace: str | None, output: str) -> None:
 
 
 @get.command(name="pools")
-@manifests_option
+@listing_source_options
 @output_option
-def pools(manifests: Path, output: str) -> None:
+def pools(source: SourceChoice, output: str) -> None:
     """LoadBalancerIPPools: NAME DISABLED CONFLICTING IPS AVAILABLE AGE (as `kubectl get
     ippools` shows Cilium's), from the controller's pool status."""
-    state = listed_state(manifests)
+    state = read_state(source)
     if output != "table":
         items = [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in state.pools]
         print_data({"apiVersion": "v1", "kind": "List", "items": items}, output)
@@ -87,6 +90,29 @@ def _pool_row(pool: LoadBalancerIPPool) -> tuple[str, ...]:
         "<unknown>" if available is None else available.message or "0",
         _age(pool.metadata.creation_timestamp),
     )
+
+
+def read_state(source: SourceChoice) -> ClusterState:
+    """The objects with the controller's status, from the source chosen."""
+    return listed_state(source.manifests) if source.kind == "files" else kube_state(source)
+
+
+def kube_state(source: SourceChoice) -> ClusterState:
+    """The API's objects as the agents see them (with the controller's status in each
+    Service's): the first snapshot of the Kubernetes source, then it is closed."""
+
+    async def first() -> ClusterState:
+        # asyncio.run closes the generator (its watches) and cancels what is left.
+        async for snapshot in source.open().snapshots():
+            return snapshot
+        raise click.ClickException("the Kubernetes API gave no snapshot")
+
+    try:
+        return asyncio.run(asyncio.wait_for(first(), KUBE_TIMEOUT))
+    except TimeoutError:
+        raise click.ClickException(
+            f"no complete listing from the Kubernetes API within {KUBE_TIMEOUT:.0f} s"
+        ) from None
 
 
 def listed_state(manifests: Path, with_status: bool = True) -> ClusterState:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_MANIFESTS = Path("/run/herald/manifests")
 DEFAULT_NAMESPACE = "herald-system"
 SOURCES = ("files", "kube")
+F = TypeVar("F", bound=Callable[..., Any])
 
 manifests_option = click.option(
     "--manifests",
@@ -51,14 +52,18 @@ _kubeconfig_option = click.option(
     help="kubeconfig file (--source kube). Default, as kubectl: env KUBECONFIG, else the "
     "in-cluster service account, else ~/.kube/config.",
 )
-_namespace_option = click.option(
-    "--namespace",
-    envvar="HERALD_NAMESPACE",
-    default=DEFAULT_NAMESPACE,
-    show_default=True,
-    help="herald's namespace (--source kube): the controller's Lease and the Secrets "
-    "BGPPeerConfigs name live there; env HERALD_NAMESPACE.",
-)
+
+
+def _namespace_option(flag: str) -> Callable[[F], F]:
+    return click.option(
+        flag,
+        "herald_namespace",
+        envvar="HERALD_NAMESPACE",
+        default=DEFAULT_NAMESPACE,
+        show_default=True,
+        help="herald's namespace (--source kube): the controller's Lease and the Secrets "
+        "BGPPeerConfigs name live there; env HERALD_NAMESPACE.",
+    )
 
 
 @dataclass(frozen=True)
@@ -88,23 +93,35 @@ class SourceChoice:
         return KubeSource(connect(config), self.namespace, kinds or AGENT_KINDS, lease)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+def source_options(command: F, namespace_flag: str = "--namespace") -> F:
+    """`namespace_flag`: another name for herald's namespace where the command's own
+    `--namespace` selects what to list (`herald get svc -n`, as kubectl)."""
 
-
-def source_options(command: F) -> F:
     @functools.wraps(command)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         kwargs["source"] = SourceChoice(
             kwargs.pop("source_kind"),
             kwargs.pop("manifests"),
             kwargs.pop("kubeconfig"),
-            kwargs.pop("namespace"),
+            kwargs.pop("herald_namespace"),
         )
         return command(*args, **kwargs)
 
-    for option in (_namespace_option, _kubeconfig_option, manifests_option, _source_option):
+    options = (
+        _namespace_option(namespace_flag),
+        _kubeconfig_option,
+        manifests_option,
+        _source_option,
+    )
+    for option in options:
         wrapped = option(wrapped)
     return wrapped  # type: ignore[return-value]
+
+
+def listing_source_options(command: F) -> F:
+    """`source_options` for commands that list objects: herald's namespace is
+    `--herald-namespace`, leaving `-n/--namespace` to the listing."""
+    return source_options(command, "--herald-namespace")
 
 
 def leader_election_options(command: F) -> F:
