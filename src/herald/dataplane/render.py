@@ -508,21 +508,8 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
         family_chosen = tuple(b for b in chosen if b.version == f.version)
         family_mine = tuple(b for b in mine if b.version == f.version)
         size = maglev.table_size(len(family_chosen), service.maglev_size)
-        if shareable(service, family_mine):
-            if service.answer_echo:
-                elements += [Element("inet", f"echo-{s}", str(vip)) for vip in vips]
-            weights = tuple(b.weight for b in family_mine)
-            shared = shared_objects(f, weights, size, node.hash_seed, masquerade)
-            chains.update((o.name, o) for o in shared)
-            for key, port in ports.items():
-                elements.append(Element("inet", f"dnat-{s}", key, f"goto {shared[-1].name}"))
-                elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
-                elements += [
-                    Element("inet", members_map(f, index), key, str(b.address))
-                    for index, b in enumerate(family_mine)
-                ]
-            continue
-        owners = slot_owners(family_chosen, node.hash_seed, size)
+        shared = shareable(service, family_mine)  # never with DSR
+        owners = () if shared else slot_owners(family_chosen, node.hash_seed, size)
         flow_hash = hash_expression(f, service.session_affinity, size, node.hash_seed)
         if dsr and family_chosen:
             forward = dsr_chain(node, f, service.session_affinity, size, flow_hash)
@@ -542,6 +529,18 @@ def render_service(service: DataplaneService, node: NodeContext) -> ServiceRules
             continue
         if service.answer_echo:
             elements += [Element("inet", f"echo-{s}", str(vip)) for vip in vips]
+        if shared:
+            weights = tuple(b.weight for b in family_mine)
+            table = shared_objects(f, weights, size, node.hash_seed, masquerade)
+            chains.update((o.name, o) for o in table)
+            for key, port in ports.items():
+                elements.append(Element("inet", f"dnat-{s}", key, f"goto {table[-1].name}"))
+                elements.append(Element("inet", f"ports-{s}", key, str(port.target_port)))
+                elements += [
+                    Element("inet", members_map(f, index), key, str(b.address))
+                    for index, b in enumerate(family_mine)
+                ]
+            continue
         if family_mine != family_chosen:
             owners = local_owners(owners, family_mine, node.hash_seed)
         dnat = dnat_chain(f, service.session_affinity, size, flow_hash, masquerade)
